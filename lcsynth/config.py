@@ -1,0 +1,198 @@
+"""The recipe: one YAML file describing corpus, backend, methods, output and limits."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from lcsynth.errors import ConfigError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+
+
+def parse_token_count(value: Any) -> Any:
+    """Read token counts written as 2048, "32k" or "1m" (k = 1024).
+
+    >>> parse_token_count("32k")
+    32768
+    """
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a token count (write e.g. 4096, 32k or 1m)")
+        number, unit = float(match.group(1)), match.group(2).lower()
+        return int(number * {"": 1, "k": 1024, "m": 1024 * 1024}[unit])
+    return value
+
+
+TokenCount = Annotated[int, BeforeValidator(parse_token_count), Field(gt=0)]
+
+
+class StrictModel(BaseModel):
+    """Base of every recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CorpusSpec(StrictModel):
+    """Where documents come from."""
+
+    type: Literal["demo", "jsonl", "parquet", "text_dir", "hf"] = "demo"
+    path: str | None = None
+    text_field: str = "text"
+    id_field: str | None = "id"
+    hf_args: dict[str, Any] = Field(default_factory=dict)
+    min_chars: int = Field(default=0, ge=0)
+
+
+class BackendSpec(StrictModel):
+    """Which model answers, and how to reach it."""
+
+    type: str = "llamacpp"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float = Field(default=600.0, gt=0)
+    context_length: TokenCount | None = None
+    max_concurrency: int = Field(default=64, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ContextSpec(StrictModel):
+    """How documents are fitted into the model's context window."""
+
+    max_document_tokens: TokenCount | None = None
+    overflow: Literal["head_tail", "head", "skip"] = "head_tail"
+
+
+class MethodSpec(BaseModel):
+    """One method to run; keys other than `name` are that method's parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The method's own parameters (everything but `name`)."""
+        return dict(self.model_extra or {})
+
+
+class OutputSpec(StrictModel):
+    """Where and how results are written."""
+
+    root: str = "outputs"
+    name: str | None = None
+    overwrite: bool = True
+
+
+class LimitsSpec(StrictModel):
+    """Caps on how much a run does."""
+
+    max_documents: int | None = Field(default=None, gt=0)
+    max_records: int | None = Field(default=None, gt=0)
+    max_in_flight: int = Field(default=16, gt=0)
+
+
+class Recipe(StrictModel):
+    """A whole run, as read from YAML."""
+
+    seed: int = 0
+    corpus: CorpusSpec = Field(default_factory=CorpusSpec)
+    backend: BackendSpec = Field(default_factory=BackendSpec)
+    context: ContextSpec = Field(default_factory=ContextSpec)
+    methods: list[MethodSpec] = Field(min_length=1)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    templates: list[str] = Field(default_factory=list)
+
+    def run_dir(self) -> Path:
+        """The folder this run writes into."""
+        return Path(self.output.root) / (self.output.name or "run")
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Turn pydantic's report into one line: `source: key.path: problem`."""
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see recipes/demo.yaml for the known keys)"
+    return f"{source}: {where}: {message}{tail}"
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set a.b.c=value` to the raw recipe; the value is read as YAML."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. --set output.name=run1")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML ({exc.problem})") from None
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _descend(node, part, ".".join(parts[: i + 1]))
+    _assign(node, parts[-1], value, key)
+
+
+def _descend(node: Any, part: str, path: str) -> Any:
+    if isinstance(node, list):
+        return node[_list_index(node, part, path)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {path}: cannot descend into a {type(node).__name__}")
+    return node.setdefault(part, {})
+
+
+def _assign(node: Any, part: str, value: Any, path: str) -> None:
+    if isinstance(node, list):
+        node[_list_index(node, part, path)] = value
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise ConfigError(f"--set {path}: cannot set a key inside a {type(node).__name__}")
+
+
+def _list_index(node: list, part: str, path: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {path}: '{part}' is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file; every problem becomes a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a YAML mapping of keys, not a {type(data).__name__}")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    return validate_recipe(data, str(path), default_name=path.stem)
+
+
+def validate_recipe(data: dict[str, Any], source: str, default_name: str = "run") -> Recipe:
+    """Validate a raw recipe mapping."""
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    if recipe.output.name is None:
+        recipe.output.name = default_name
+    return recipe

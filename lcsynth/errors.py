@@ -1,0 +1,35 @@
+"""Errors shown to users: one line saying what went wrong, where, and how to fix it."""
+
+
+class LcsynthError(Exception):
+    """Base class of every error the CLI prints as one line instead of a traceback."""
+
+
+class ConfigError(LcsynthError):
+    """A recipe, template or command-line value is wrong."""
+
+
+class InputError(LcsynthError):
+    """A corpus, file or path the user gave cannot be read."""
+
+
+class BackendError(LcsynthError):
+    """A model backend cannot be created or failed for good."""
+
+
+class MissingExtra(LcsynthError):
+    """An optional dependency is needed but not installed."""
+
+    def __init__(self, package: str, extra: str, what: str) -> None:
+        super().__init__(f"{what} needs the '{package}' package: install it with pip install 'lcsynth[{extra}]'")
+
+
+class Reject(Exception):
+    """A unit of work produced no usable record; `reason` is a short slug, `detail` the evidence."""
+
+    def __init__(self, reason: str, detail: str = "", raw: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.raw = raw
+        self.request_hash: str | None = None
