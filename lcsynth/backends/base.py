@@ -1,0 +1,109 @@
+"""The backend contract: `Request` in, `Completion` out, plus the model's tokenizer and chat template."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from lcsynth.chat import ChatTemplate
+from lcsynth.config import BackendSpec
+from lcsynth.errors import ConfigError
+from lcsynth.tokens import Tokenizer
+
+# Bump when the meaning of a request's fields changes, so old cache entries cannot match new requests.
+REQUEST_HASH_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation: chat `messages` or a raw `prompt`, with sampling settings."""
+
+    messages: tuple[tuple[str, str], ...] | None = None
+    prompt: str | None = None
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request has either messages or prompt, not both or neither")
+
+    @classmethod
+    def chat(cls, messages: list[dict[str, str]], **kwargs: Any) -> Request:
+        """Build a chat request from OpenAI-style message dicts."""
+        return cls(messages=tuple((m["role"], m["content"]) for m in messages), **kwargs)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        """The messages as OpenAI-style dicts."""
+        return [{"role": role, "content": content} for role, content in self.messages or ()]
+
+    def digest(self, model_id: str) -> str:
+        """A stable hash of this request for `model_id`: the cache key and the id in rejects."""
+        payload = {"model": model_id, **asdict(self)}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return f"{REQUEST_HASH_VERSION}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returns: the text and why generation stopped ("stop" or "length")."""
+
+    text: str
+    finish_reason: str
+    usage: Usage = Usage()
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend provides."""
+
+    model_id: str
+    tokenizer: Tokenizer
+    chat_template: ChatTemplate
+    context_length: int
+    max_concurrency: int
+
+    async def complete(self, request: Request) -> Completion:
+        """Generate one completion."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the model or connections."""
+        ...
+
+
+BUILTIN_BACKENDS = {
+    "llamacpp": "lcsynth.backends.llamacpp:LlamaCppBackend",
+}
+
+
+def _backend_classes() -> dict[str, str]:
+    found = dict(BUILTIN_BACKENDS)
+    for entry in entry_points(group="lcsynth.backends"):
+        found.setdefault(entry.name, entry.value)
+    return found
+
+
+def create_backend(spec: BackendSpec) -> Backend:
+    """Build the backend a recipe names; outside packages add backends via the `lcsynth.backends` entry point."""
+    classes = _backend_classes()
+    if spec.type not in classes:
+        raise ConfigError(f"backend.type: unknown backend '{spec.type}'; known: {', '.join(sorted(classes))}")
+    module_name, _, class_name = classes[spec.type].partition(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class.from_spec(spec)

