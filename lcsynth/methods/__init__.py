@@ -1,0 +1,1 @@
+"""Methods turn documents into training records; see `base.Method`."""

@@ -1,0 +1,148 @@
+"""The method contract, the context methods talk to, and the method registry."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import random
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from lcsynth.backends.base import Backend, Completion, Request
+from lcsynth.config import MethodSpec, format_validation_error
+from lcsynth.corpus import Document
+from lcsynth.errors import ConfigError, Reject
+from lcsynth.schemas import validation_error
+from lcsynth.templates import PromptTemplate, get_template
+
+
+@dataclass
+class Record:
+    """One output row of a given kind (sft, dpo, grpo, pretrain) plus its provenance."""
+
+    kind: str
+    row: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        """The row as written: the kind's fields, then `meta`."""
+        return {**self.row, "meta": self.meta}
+
+
+@dataclass
+class RunCounters:
+    """Live counters shown in the progress display and written to the manifest."""
+
+    requests: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class MethodContext:
+    """Everything a method may touch: the backend (through `complete`), templates and schemas."""
+
+    def __init__(self, backend: Backend, template_dirs: list[str], counters: RunCounters) -> None:
+        self.backend = backend
+        self.counters = counters
+        self._template_dirs = template_dirs
+        self._templates: dict[str, PromptTemplate] = {}
+        self.last_request_hash: str | None = None
+
+    def fork(self) -> MethodContext:
+        """A context for one unit: shares everything but the record of its last request."""
+        unit_ctx = copy.copy(self)
+        unit_ctx.last_request_hash = None
+        return unit_ctx
+
+    @property
+    def model_id(self) -> str:
+        """The backend's model id, recorded in every row's meta."""
+        return self.backend.model_id
+
+    def template(self, name: str) -> PromptTemplate:
+        """A prompt template by name (user folders override built-ins)."""
+        if name not in self._templates:
+            self._templates[name] = get_template(name, self._template_dirs)
+        return self._templates[name]
+
+    async def complete(self, request: Request) -> Completion:
+        """Send one request to the backend and count it."""
+        self.last_request_hash = request.digest(self.model_id)
+        self.counters.requests += 1
+        self.counters.in_flight += 1
+        try:
+            completion = await self.backend.complete(request)
+        finally:
+            self.counters.in_flight -= 1
+        self.counters.prompt_tokens += completion.usage.prompt_tokens
+        self.counters.completion_tokens += completion.usage.completion_tokens
+        return completion
+
+    @staticmethod
+    def check(instance: Any, schema: str, reason: str, raw: str | None = None) -> None:
+        """Validate a parsed LLM output against a schema; a failure becomes a Reject with `reason`."""
+        problem = validation_error(instance, schema)
+        if problem:
+            raise Reject(reason, f"{schema}: {problem}", raw=raw)
+
+
+class Method:
+    """A way of turning one document into records. Subclasses set `name`, `kind`, `Params`, `run`."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel) -> None:
+        self.params = params
+
+    @property
+    def samples_per_document(self) -> int:
+        """How many units each document yields."""
+        return int(getattr(self.params, "samples_per_document", 1))
+
+    def reserved_tokens(self) -> int:
+        """Context tokens the method needs besides the document (generation, prompt markup)."""
+        return 0
+
+    async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
+        """Produce records for sample number `sample` of `doc`, or raise Reject."""
+        raise NotImplementedError
+
+
+def unit_rng(seed: int, method: str, doc_id: str, sample: int) -> random.Random:
+    """The rng of one unit, derived from (seed, method, document, sample) alone, never from run order."""
+    key = f"{seed}\x1f{method}\x1f{doc_id}\x1f{sample}".encode()
+    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
+
+
+BUILTIN_METHODS = {
+    "longmagpie": "lcsynth.methods.longmagpie:LongMagpieMethod",
+}
+
+
+def known_methods() -> dict[str, str]:
+    """Built-in methods plus any registered under the `lcsynth.methods` entry point."""
+    found = dict(BUILTIN_METHODS)
+    for entry in entry_points(group="lcsynth.methods"):
+        found.setdefault(entry.name, entry.value)
+    return found
+
+
+def create_method(spec: MethodSpec, position: int) -> Method:
+    """Build the method a recipe entry names, validating its parameters."""
+    methods = known_methods()
+    if spec.name not in methods:
+        raise ConfigError(f"methods.{position}.name: unknown method '{spec.name}'; known: {', '.join(sorted(methods))}")
+    module_name, _, class_name = methods[spec.name].partition(":")
+    method_class: type[Method] = getattr(importlib.import_module(module_name), class_name)
+    try:
+        params = method_class.Params.model_validate(spec.params)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, f"methods.{position} ({spec.name})")) from None
+    return method_class(params)
