@@ -21,7 +21,7 @@ demo: $(STAMP)
 	@$(PY) scripts/show-demo.py outputs/demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check lcsynth tests bench scripts
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra
 
 clean:
