@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from lcsynth.errors import MissingExtra
+from lcsynth.errors import ConfigError, MissingExtra
 
 
 class Tokenizer(Protocol):
@@ -61,7 +61,10 @@ class HFTokenizer:
             from transformers import AutoTokenizer
         except ImportError:
             raise MissingExtra("transformers", "vllm", "an HF tokenizer") from None
-        self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        try:
+            self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"tokenizer '{name_or_path}' cannot be loaded: {str(exc).splitlines()[0]}") from None
         self.name = name_or_path
 
     def encode(self, text: str) -> list[int]:
@@ -71,6 +74,13 @@ class HFTokenizer:
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`."""
         return self._tok.decode(ids)
+
+
+def load_tokenizer(name_or_path: str) -> Tokenizer:
+    """A GGUF file's own vocabulary for `*.gguf`, otherwise a `transformers` tokenizer (hub name or folder)."""
+    if name_or_path.endswith(".gguf"):
+        return LlamaCppTokenizer.from_gguf(name_or_path)
+    return HFTokenizer(name_or_path)
 
 
 def fit_tokens(tokenizer: Tokenizer, text: str, limit: int, how: str) -> tuple[str, int, int]:

@@ -28,3 +28,37 @@ def test_head_tail_keeps_both_halves(smol_tokenizer):
     assert kept == 101
     assert text == smol_tokenizer.decode(ids[:51]) + smol_tokenizer.decode(ids[-50:])
     assert text.startswith("alpha") and text.rstrip().endswith("omega")
+
+
+def test_hf_tokenizer_from_a_local_folder(tmp_path):
+    """A real `transformers` tokenizer, trained here on demo text (nothing is downloaded)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from lcsynth.demo_corpus import DEMO_MODULES, iter_demo_documents
+    from lcsynth.tokens import HFTokenizer, load_tokenizer
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator([d.text for d in iter_demo_documents(DEMO_MODULES[:2])],
+                            trainers.BpeTrainer(vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=raw).save_pretrained(tmp_path / "tok")
+
+    tokenizer = load_tokenizer(str(tmp_path / "tok"))
+    assert isinstance(tokenizer, HFTokenizer)
+    ids = tokenizer.encode(TEXT)
+    assert tokenizer.decode(ids) == TEXT and count_tokens(tokenizer, TEXT) == len(ids)
+    text, kept, total = fit_tokens(tokenizer, TEXT, 40, "head")
+    assert (kept, total) == (40, len(ids)) and TEXT.startswith(text)
+
+
+def test_unloadable_tokenizer_is_a_config_error(tmp_path):
+    import pytest
+
+    from lcsynth.errors import ConfigError
+    from lcsynth.tokens import load_tokenizer
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        load_tokenizer(str(tmp_path / "empty"))
