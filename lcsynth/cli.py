@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from lcsynth import __version__
+from lcsynth.cli_templates import app as templates_app
 from lcsynth.errors import LcsynthError
 
 app = typer.Typer(
@@ -20,7 +21,8 @@ app = typer.Typer(
 )
 corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
-err = Console(stderr=True)
+app.add_typer(templates_app, name="templates")
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()

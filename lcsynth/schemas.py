@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import SchemaError, best_match
 
 from lcsynth.errors import ConfigError
 from lcsynth.paths import data_dir
@@ -27,8 +27,17 @@ def load_schema(name_or_path: str) -> dict[str, Any]:
         raise ConfigError(f"schema '{name_or_path}' not found (looked in {data_dir('schemas')})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: schema is not valid JSON ({exc.msg})") from None
-    Draft202012Validator.check_schema(schema)
+    check_schema(schema, str(path))
     return schema
+
+
+def check_schema(schema: Any, where: str) -> None:
+    """Raise a one-line ConfigError unless `schema` is itself a valid JSON Schema (2020-12)."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        at = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ConfigError(f"{where}: not a valid JSON Schema at {at}: {exc.message}") from None
 
 
 @cache

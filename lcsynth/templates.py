@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from jinja2 import StrictUndefined, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lcsynth.config import format_validation_error
 from lcsynth.errors import ConfigError
 from lcsynth.paths import data_dir
+from lcsynth.schemas import check_schema, load_schema
+from lcsynth.tokens import Tokenizer
+
+# Names every template may use without declaring them.
+HELPERS = frozenset({"truncate_tokens", "chunk", "meta"})
 
 
 class TemplateMessage(BaseModel):
@@ -27,51 +34,142 @@ class TemplateMessage(BaseModel):
     content: str
 
 
-class GenerationDefaults(BaseModel):
-    """Sampling defaults a template suggests; recipes may override them."""
+class VariableSpec(BaseModel):
+    """A declared input of a template."""
 
     model_config = ConfigDict(extra="forbid")
-    max_tokens: int = Field(default=512, gt=0)
+    type: Literal["string", "integer", "number", "boolean", "object", "array", "any"] = "string"
+    default: Any = None
+    description: str = ""
+
+
+class GenerationDefaults(BaseModel):
+    """Sampling defaults a template suggests; method parameters may override them."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_tokens: int | None = Field(default=None, gt=0)
     temperature: float = Field(default=0.8, ge=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     stop: list[str] = Field(default_factory=list)
 
 
 class PromptTemplate(BaseModel):
-    """A prompt template file."""
+    """A prompt template file: chat `messages` or a raw `prompt`, plus how to read the answer."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     method: str
     description: str = ""
     version: int = 1
-    variables: dict[str, Any] = Field(default_factory=dict)
-    messages: list[TemplateMessage] = Field(min_length=1)
-    response_schema: str | None = None
+    variables: dict[str, VariableSpec] = Field(default_factory=dict)
+    messages: list[TemplateMessage] | None = None
+    prompt: str | None = None
+    response_schema: str | dict[str, Any] | None = None
     defaults: GenerationDefaults = Field(default_factory=GenerationDefaults)
-    parse: Literal["text", "json"] = "text"
+    parse: Literal["text", "json", "regex"] = "text"
+    pattern: str | None = None
     path: str = ""
 
-    def render(self, **variables: Any) -> list[dict[str, str]]:
-        """Render every message with `variables`; a missing variable is a ConfigError naming it."""
-        out = []
-        for index, message in enumerate(self.messages):
+    @model_validator(mode="after")
+    def _check_shape(self) -> PromptTemplate:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a template has either `messages` or `prompt`, not both or neither")
+        if self.parse == "regex":
+            if not self.pattern:
+                raise ValueError("parse: regex needs a `pattern` with named groups")
             try:
-                content = _compile(message.content).render(**variables)
-            except UndefinedError as exc:
-                raise ConfigError(f"template {self.name} ({self.path}), message {index}: {exc.message}") from None
-            except SecurityError as exc:
-                raise ConfigError(f"template {self.name}: refused unsafe access ({exc})") from None
-            out.append({"role": message.role, "content": content})
-        return out
+                compiled = re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression ({exc})") from None
+            if not compiled.groupindex:
+                raise ValueError("pattern needs at least one named group, e.g. (?P<answer>.*)")
+        return self
+
+    def schema(self) -> dict[str, Any] | None:
+        """The response schema: inline, a file next to the template, or a built-in one from schemas/."""
+        if self.response_schema is None:
+            return None
+        if isinstance(self.response_schema, dict):
+            check_schema(self.response_schema, f"{self.path or self.name}: response_schema")
+            return self.response_schema
+        beside = Path(self.path).parent / self.response_schema if self.path else None
+        return load_schema(str(beside) if beside and beside.is_file() else self.response_schema)
+
+    def sources(self) -> list[tuple[str, str]]:
+        """(label, Jinja source) of every renderable part."""
+        if self.prompt is not None:
+            return [("prompt", self.prompt)]
+        return [(f"message {i} ({m.role})", m.content) for i, m in enumerate(self.messages or [])]
+
+    def render(self, tokenizer: Tokenizer | None = None, **variables: Any) -> RenderedPrompt:
+        """Render with declared defaults filled in; every failure is a ConfigError naming file, line, cause."""
+        values = {name: spec.default for name, spec in self.variables.items() if spec.default is not None}
+        values.update(variables)
+        values.setdefault("meta", {})
+        values.update(template_helpers(tokenizer))
+        rendered = [(label, self._render_part(label, source, values)) for label, source in self.sources()]
+        if self.prompt is not None:
+            return RenderedPrompt(prompt=rendered[0][1])
+        roles = [m.role for m in self.messages or []]
+        pairs = zip(roles, rendered, strict=True)
+        return RenderedPrompt(messages=[{"role": role, "content": text} for role, (_, text) in pairs])
+
+    def _render_part(self, label: str, source: str, values: dict[str, Any]) -> str:
+        where = f"{self.path or self.name}, {label}"
+        try:
+            return compile_jinja(source).render(**values)
+        except UndefinedError as exc:
+            raise ConfigError(f"{where}{_template_line(exc)}: {exc.message} (declare it or pass it)") from None
+        except SecurityError as exc:
+            raise ConfigError(f"{where}: refused by the sandbox ({exc})") from None
+        except TemplateError as exc:
+            raise ConfigError(f"{where}{_template_line(exc)}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A rendered template: chat messages, or a raw prompt."""
+
+    messages: list[dict[str, str]] | None = None
+    prompt: str | None = None
+
+
+def _template_line(exc: BaseException) -> str:
+    """The template line where a render error happened, from Jinja's rewritten traceback."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f", line {line}" if line else ""
 
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=512)
-def _compile(source: str):
+def compile_jinja(source: str):
+    """Compile template source once (the environment is sandboxed and immutable)."""
     return _ENV.from_string(source)
+
+
+def template_helpers(tokenizer: Tokenizer | None) -> dict[str, Any]:
+    """Functions available inside templates; token-aware when a tokenizer is given."""
+
+    def encode(text: str) -> list[int]:
+        if tokenizer is None:
+            raise ConfigError("truncate_tokens/chunk need a tokenizer, and none was given to this render")
+        return tokenizer.encode(text)
+
+    def truncate_tokens(text: str, n: int) -> str:
+        ids = encode(text)
+        return text if len(ids) <= n else tokenizer.decode(ids[:n])  # type: ignore[union-attr]
+
+    def chunk(text: str, i: int, size: int = 2048) -> str:
+        ids = encode(text)
+        return tokenizer.decode(ids[i * size : (i + 1) * size])  # type: ignore[union-attr]
+
+    return {"truncate_tokens": truncate_tokens, "chunk": chunk}
 
 
 def template_dirs(extra: Iterable[str] = ()) -> list[Path]:
@@ -84,35 +182,40 @@ def template_dirs(extra: Iterable[str] = ()) -> list[Path]:
 
 
 def load_template_file(path: Path) -> PromptTemplate:
-    """Read and check one template file."""
+    """Read and check one template file; every problem is one line naming the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read template ({exc.strerror})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a template is a YAML mapping")
     try:
         template = PromptTemplate.model_validate({**data, "path": str(path)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
-    for index, message in enumerate(template.messages):
+    for label, source in template.sources():
         try:
-            _compile(message.content)
+            compile_jinja(source)
         except TemplateSyntaxError as exc:
-            raise ConfigError(f"{path}: message {index}, line {exc.lineno}: {exc.message}") from None
+            raise ConfigError(f"{path}, {label}, line {exc.lineno}: {exc.message}") from None
     return template
+
+
+def scan_templates(extra: Iterable[str] = ()) -> list[PromptTemplate]:
+    """Every template on the search path, lowest priority first (overridden ones included)."""
+    found = []
+    for folder in template_dirs(extra):
+        if not folder.is_dir():
+            raise ConfigError(f"template folder {folder} does not exist")
+        found += [load_template_file(path) for path in sorted(folder.rglob("*.yaml"))]
+    return found
 
 
 def find_templates(extra: Iterable[str] = ()) -> dict[str, PromptTemplate]:
     """All templates by name; a later folder on the search path overrides an earlier one."""
-    found: dict[str, PromptTemplate] = {}
-    for folder in template_dirs(extra):
-        if not folder.is_dir():
-            raise ConfigError(f"template folder {folder} does not exist")
-        for path in sorted(folder.rglob("*.yaml")):
-            template = load_template_file(path)
-            found[template.name] = template
-    return found
+    return {template.name: template for template in scan_templates(extra)}
 
 
 def get_template(name: str, extra: Iterable[str] = ()) -> PromptTemplate:

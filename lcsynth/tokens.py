@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from lcsynth.errors import ConfigError, MissingExtra
@@ -38,7 +42,14 @@ class LlamaCppTokenizer:
         """Load only the vocabulary of a GGUF file (fast: no weights)."""
         from llama_cpp import Llama
 
-        return cls(Llama(model_path=path, vocab_only=True, verbose=False), name=path)
+        with _quiet_stderr():  # llama.cpp warns that a vocabulary has no training context; it needs none
+            llama = Llama(model_path=path, vocab_only=True, verbose=False)
+        return cls(llama, name=path)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The GGUF key-value metadata (chat template, special tokens, context length)."""
+        return self._llama.metadata
 
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text (special-token strings are not parsed)."""
@@ -51,6 +62,20 @@ class LlamaCppTokenizer:
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`."""
         return self._llama.detokenize(ids).decode("utf-8", errors="ignore")
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (where C libraries log) for the duration of the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class HFTokenizer:

@@ -23,7 +23,7 @@ def smol_tokenizer() -> LlamaCppTokenizer:
 @pytest.fixture(scope="session")
 def smol_template(smol_tokenizer) -> ChatTemplate:
     """SmolLM2's own chat template, read from the GGUF metadata."""
-    return template_from_metadata(smol_tokenizer._llama.metadata)
+    return template_from_metadata(smol_tokenizer.metadata)
 
 
 class ScriptedBackend:

@@ -17,7 +17,7 @@ from lcsynth.config import MethodSpec, format_validation_error
 from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
 from lcsynth.schemas import validation_error
-from lcsynth.templates import PromptTemplate, get_template
+from lcsynth.templates import PromptTemplate, RenderedPrompt, get_template
 
 
 @dataclass
@@ -70,6 +70,10 @@ class MethodContext:
             self._templates[name] = get_template(name, self._template_dirs)
         return self._templates[name]
 
+    def render(self, template: PromptTemplate, **variables: Any) -> RenderedPrompt:
+        """Render a template with the backend's tokenizer behind its token-aware helpers."""
+        return template.render(tokenizer=self.backend.tokenizer, **variables)
+
     async def complete(self, request: Request) -> Completion:
         """Send one request to the backend and count it."""
         self.last_request_hash = request.digest(self.model_id)
@@ -84,11 +88,12 @@ class MethodContext:
         return completion
 
     @staticmethod
-    def check(instance: Any, schema: str, reason: str, raw: str | None = None) -> None:
+    def check(instance: Any, schema: str | dict[str, Any], reason: str, raw: str | None = None) -> None:
         """Validate a parsed LLM output against a schema; a failure becomes a Reject with `reason`."""
         problem = validation_error(instance, schema)
         if problem:
-            raise Reject(reason, f"{schema}: {problem}", raw=raw)
+            name = schema if isinstance(schema, str) else schema.get("$id", "response_schema")
+            raise Reject(reason, f"{name}: {problem}", raw=raw)
 
 
 class Method:
@@ -123,6 +128,7 @@ def unit_rng(seed: int, method: str, doc_id: str, sample: int) -> random.Random:
 
 BUILTIN_METHODS = {
     "longmagpie": "lcsynth.methods.longmagpie:LongMagpieMethod",
+    "template": "lcsynth.methods.template:TemplateMethod",
 }
 
 

@@ -52,20 +52,20 @@ class LongMagpieMethod(Method):
         """Ask for a query at the user-turn prefix, clean it, answer it, and lay out the SFT row."""
         query_seed, answer_seed = rng.randrange(2**31), rng.randrange(2**31)
         query_template = ctx.template(self.params.query_template)
-        context = query_template.render(document=doc.text, meta=doc.meta)
+        context = ctx.render(query_template, document=doc.text, meta=doc.meta).messages or []
         prompt = ctx.backend.chat_template.self_query_prompt(context)
         raw = await ctx.complete(self._request(query_template, query_seed, prompt=prompt))
         query = self.clean_query(raw.text, doc.text)
-        ctx.check({"query": query}, query_template.response_schema or "longmagpie_query", "invalid_query", raw.text)
+        ctx.check({"query": query}, query_template.schema() or "longmagpie_query", "invalid_query", raw.text)
 
         answer_template = ctx.template(self.params.answer_template)
-        messages = answer_template.render(document=doc.text, query=query, meta=doc.meta)
+        messages = ctx.render(answer_template, document=doc.text, query=query, meta=doc.meta).messages or []
         answered = await ctx.complete(self._request(answer_template, answer_seed, messages=messages))
         answer = self.clean_answer(answered)
-        ctx.check({"answer": answer}, answer_template.response_schema or "longmagpie_answer", "invalid_answer")
+        ctx.check({"answer": answer}, answer_template.schema() or "longmagpie_answer", "invalid_answer")
 
         row_template = ctx.template(self.params.row_template)
-        conversation = row_template.render(document=doc.text, query=query, answer=answer, meta=doc.meta)
+        conversation = ctx.render(row_template, document=doc.text, query=query, answer=answer, meta=doc.meta).messages
         meta = {
             "method": self.name,
             "templates": [t.name for t in (query_template, answer_template, row_template)],
