@@ -25,6 +25,7 @@ def test_version_and_help():
     ("methods: [{name: x}]\nseed: 1: 2\n", "error: r.yaml:2: not valid YAML"),
     ("methods: [{name: longmagpie}]\noutputs: {}\n", "error: r.yaml: outputs: unknown key"),
     ("methods: [{name: magic}]\n", "error: methods.0.name: unknown method 'magic'"),
+    ("methods: [{name: longmagpie}]\nbackend: {type: nope}\n", "error: backend.type: unknown backend 'nope'; known: "),
     ("methods: [{name: longmagpie}]\ncorpus: {type: jsonl, path: nope.jsonl}\n",
      "error: corpus.path: nope.jsonl does not exist"),
 ])

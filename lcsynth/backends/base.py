@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from lcsynth.chat import ChatTemplate
 from lcsynth.config import BackendSpec
-from lcsynth.errors import ConfigError
+from lcsynth.registry import Registry
 from lcsynth.tokens import Tokenizer
 
 # Bump when the meaning of a request's fields changes, so old cache entries cannot match new requests.
@@ -87,23 +85,11 @@ class Backend(Protocol):
         ...
 
 
-BUILTIN_BACKENDS = {
+BACKENDS = Registry("backend", "lcsynth.backends", {
     "llamacpp": "lcsynth.backends.llamacpp:LlamaCppBackend",
-}
-
-
-def _backend_classes() -> dict[str, str]:
-    found = dict(BUILTIN_BACKENDS)
-    for entry in entry_points(group="lcsynth.backends"):
-        found.setdefault(entry.name, entry.value)
-    return found
+})
 
 
 def create_backend(spec: BackendSpec) -> Backend:
     """Build the backend a recipe names; outside packages add backends via the `lcsynth.backends` entry point."""
-    classes = _backend_classes()
-    if spec.type not in classes:
-        raise ConfigError(f"backend.type: unknown backend '{spec.type}'; known: {', '.join(sorted(classes))}")
-    module_name, _, class_name = classes[spec.type].partition(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class.from_spec(spec)
+    return BACKENDS.load(spec.type, "backend.type").from_spec(spec)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import random
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,6 +14,7 @@ from lcsynth.backends.base import Backend, Completion, Request
 from lcsynth.config import MethodSpec, format_validation_error
 from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
+from lcsynth.registry import Registry
 from lcsynth.schemas import validation_error
 from lcsynth.templates import PromptTemplate, RenderedPrompt, get_template
 
@@ -126,27 +125,20 @@ def unit_rng(seed: int, method: str, doc_id: str, sample: int) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
 
 
-BUILTIN_METHODS = {
+METHODS = Registry("method", "lcsynth.methods", {
     "longmagpie": "lcsynth.methods.longmagpie:LongMagpieMethod",
     "template": "lcsynth.methods.template:TemplateMethod",
-}
+})
 
 
 def known_methods() -> dict[str, str]:
     """Built-in methods plus any registered under the `lcsynth.methods` entry point."""
-    found = dict(BUILTIN_METHODS)
-    for entry in entry_points(group="lcsynth.methods"):
-        found.setdefault(entry.name, entry.value)
-    return found
+    return METHODS.names()
 
 
 def create_method(spec: MethodSpec, position: int) -> Method:
     """Build the method a recipe entry names, validating its parameters."""
-    methods = known_methods()
-    if spec.name not in methods:
-        raise ConfigError(f"methods.{position}.name: unknown method '{spec.name}'; known: {', '.join(sorted(methods))}")
-    module_name, _, class_name = methods[spec.name].partition(":")
-    method_class: type[Method] = getattr(importlib.import_module(module_name), class_name)
+    method_class: type[Method] = METHODS.load(spec.name, f"methods.{position}.name")
     try:
         params = method_class.Params.model_validate(spec.params)
     except ValidationError as err:
