@@ -63,3 +63,22 @@ CHATML = (
 def template_from_metadata(metadata: dict[str, Any]) -> ChatTemplate:
     """Build the chat template a GGUF file declares (falling back to ChatML)."""
     return ChatTemplate(metadata.get("tokenizer.chat_template") or CHATML)
+
+
+def template_for_tokenizer(tokenizer: Any) -> ChatTemplate:
+    """The chat template that belongs to a tokenizer: GGUF metadata, or a transformers tokenizer's own."""
+    metadata = getattr(tokenizer, "metadata", None)
+    if metadata is not None:
+        return template_from_metadata(metadata)
+    hf = getattr(tokenizer, "hf", None)
+    source = getattr(hf, "chat_template", None)
+    if not source:
+        raise BackendError(f"tokenizer {tokenizer.name} has no chat template; the model needs one for chat data")
+    return ChatTemplate(source, bos_token=hf.bos_token or "", eos_token=hf.eos_token or "")
+
+
+def context_length_from_metadata(metadata: dict[str, Any]) -> int | None:
+    """The training context length a GGUF file declares (`<arch>.context_length`)."""
+    arch = metadata.get("general.architecture")
+    value = metadata.get(f"{arch}.context_length") if arch else None
+    return int(value) if value else None

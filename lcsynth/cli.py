@@ -28,15 +28,18 @@ err = Console(stderr=True, soft_wrap=True)
 @app.command()
 def generate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file, e.g. recipes/demo.yaml.")],
-    set_: Annotated[list[str] | None, typer.Option(  # noqa: UP007 (typer needs Optional here)
+    set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a recipe key: --set output.name=run1 --set limits.max_documents=10.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Backend type (llamacpp, openai, vllm); same as "
+                                                     "--set backend.type=...")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a recipe and write its dataset under output.root/output.name."""
     from lcsynth.config import load_recipe
     from lcsynth.pipeline import run_recipe
 
-    loaded = load_recipe(recipe, set_ or [])
+    overrides = [*(set_ or []), *([f"backend.type={backend}"] if backend else [])]
+    loaded = load_recipe(recipe, overrides)
     summary = asyncio.run(run_recipe(loaded, show_progress=not quiet))
     rows = ", ".join(f"{n} {kind}" for kind, n in summary.rows.items()) or "no rows"
     rejects = sum(summary.rejects.values())
@@ -56,6 +59,24 @@ def corpus_demo(
     path = write_demo_corpus(out)
     lines = sum(1 for _ in path.open(encoding="utf-8"))
     err.print(f"wrote {lines} documents to {path}")
+
+
+@app.command("serve-local")
+def serve_local(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
+    model: Annotated[str | None, typer.Option(help="GGUF file; default the bundled SmolLM2.")] = None,
+    context_length: Annotated[int, typer.Option(help="Context window in tokens.")] = 8192,
+    alias: Annotated[str, typer.Option(help="Model name clients ask for.")] = "smollm2",
+) -> None:
+    """Serve a GGUF model as an OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp, no GPU needed)."""
+    import subprocess
+
+    from lcsynth.backends.llamacpp import bundled_gguf, local_server_command
+
+    gguf = model or str(bundled_gguf())
+    err.print(f"serving {gguf} as '{alias}' at http://127.0.0.1:{port}/v1 — in a recipe: backend: "
+              f"{{type: openai, base_url: http://127.0.0.1:{port}/v1, model: {alias}, tokenizer: {gguf}}}")
+    raise typer.Exit(subprocess.call(local_server_command(port, gguf, context_length, alias)))
 
 
 @app.command()

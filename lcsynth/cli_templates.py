@@ -17,7 +17,7 @@ app = typer.Typer(help="List, show, render, scaffold and lint prompt templates."
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-Folders = Annotated[list[str] | None, typer.Option(  # noqa: UP007 (typer needs Optional)
+Folders = Annotated[list[str] | None, typer.Option(
     "--templates", "-t", help="Extra template folder(s), searched after built-ins and $LCSYNTH_TEMPLATES.")]
 
 
@@ -50,8 +50,8 @@ def show(name: str, templates: Folders = None) -> None:
 def render(
     name: str,
     doc: Annotated[Path, typer.Option("--doc", help="Text file used as the document.")],
-    var: Annotated[list[str] | None, typer.Option("--var", help="Set a variable: --var key=value (YAML).")] = None,  # noqa: UP007
-    tokenizer: Annotated[str | None, typer.Option(help="GGUF path or HF tokenizer; default the bundled model.")] = None,  # noqa: UP007
+    var: Annotated[list[str] | None, typer.Option("--var", help="Set a variable: --var key=value (YAML).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="GGUF path or HF tokenizer; default the bundled model.")] = None,
     templates: Folders = None,
 ) -> None:
     """Print exactly what template NAME sends for a document, and its token count."""
@@ -92,7 +92,7 @@ def new(
 
 @app.command("lint")
 def lint(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Template files or folders (default: all).")] = None,  # noqa: UP007
+    paths: Annotated[list[Path] | None, typer.Argument(help="Template files or folders (default: all).")] = None,
     templates: Folders = None,
 ) -> None:
     """Load every template, compare declared and used variables, check schemas, trial-render each."""

@@ -49,6 +49,13 @@ class CorpusSpec(StrictModel):
     min_chars: int = Field(default=0, ge=0)
 
 
+class PriceSpec(StrictModel):
+    """Prices per million tokens, for the cost estimate in the manifest."""
+
+    prompt: float = Field(default=0.0, ge=0)
+    completion: float = Field(default=0.0, ge=0)
+
+
 class BackendSpec(StrictModel):
     """Which model answers, and how to reach it."""
 
@@ -56,9 +63,15 @@ class BackendSpec(StrictModel):
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
+    tokenizer: str | None = None
     timeout: float = Field(default=600.0, gt=0)
     context_length: TokenCount | None = None
     max_concurrency: int = Field(default=64, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    structured_output: Literal["json_schema", "json_object", "vllm", "none"] = "json_schema"
+    price: PriceSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -194,6 +194,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     started = time.time()
     backend = backend or create_backend(recipe.backend)
     try:
+        await backend.start()
         counters = RunCounters()
         ctx = MethodContext(backend, recipe.templates, counters)
         writer = RunWriter(run_dir)

@@ -87,18 +87,18 @@ class HFTokenizer:
         except ImportError:
             raise MissingExtra("transformers", "vllm", "an HF tokenizer") from None
         try:
-            self._tok = AutoTokenizer.from_pretrained(name_or_path)
+            self.hf = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"tokenizer '{name_or_path}' cannot be loaded: {str(exc).splitlines()[0]}") from None
         self.name = name_or_path
 
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text, without added special tokens."""
-        return self._tok.encode(text, add_special_tokens=False)
+        return self.hf.encode(text, add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`."""
-        return self._tok.decode(ids)
+        return self.hf.decode(ids)
 
 
 def load_tokenizer(name_or_path: str) -> Tokenizer:

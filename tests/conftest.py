@@ -50,6 +50,9 @@ class ScriptedBackend:
             await asyncio.sleep(self._jitter.random() * self._jitter_max)
         return self.reply(request)
 
+    async def start(self) -> None:
+        self.started = True
+
     async def aclose(self) -> None:
         self.closed = True
 

@@ -76,6 +76,10 @@ class Backend(Protocol):
     context_length: int
     max_concurrency: int
 
+    async def start(self) -> None:
+        """Check the model is reachable before any work is planned (fail fast, in one line)."""
+        ...
+
     async def complete(self, request: Request) -> Completion:
         """Generate one completion."""
         ...
@@ -87,6 +91,8 @@ class Backend(Protocol):
 
 BACKENDS = Registry("backend", "lcsynth.backends", {
     "llamacpp": "lcsynth.backends.llamacpp:LlamaCppBackend",
+    "openai": "lcsynth.backends.openai_compat:OpenAIBackend",
+    "vllm": "lcsynth.backends.vllm:VLLMBackend",
 })
 
 

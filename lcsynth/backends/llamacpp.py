@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,17 @@ def bundled_gguf() -> Path:
     if not found:
         raise BackendError(f"no .gguf file inside {Path(spec.origin).parent}")
     return found[0]
+
+
+def local_server_command(port: int, model: str | None = None, context_length: int = 8192,
+                         alias: str = "smollm2") -> list[str]:
+    """The command that serves a GGUF (default: the bundled one) as an OpenAI-compatible API on 127.0.0.1."""
+    return [
+        sys.executable, "-m", "llama_cpp.server", "--model", model or str(bundled_gguf()),
+        "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context_length),
+        # the server's default cancels a running request when another arrives; clients send many at once
+        "--interrupt_requests", "False",
+    ]
 
 
 class LlamaCppBackend:
@@ -92,6 +104,9 @@ class LlamaCppBackend:
             choice["finish_reason"] or "stop",
             Usage(usage["prompt_tokens"], usage["completion_tokens"]),
         )
+
+    async def start(self) -> None:
+        """Nothing to check: the model is loaded in-process."""
 
     async def complete(self, request: Request) -> Completion:
         """Generate in the worker thread so the event loop (progress, writers) keeps running."""

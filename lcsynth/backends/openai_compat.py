@@ -1,0 +1,191 @@
+"""Any OpenAI-compatible endpoint (vLLM serve, SGLang, llama.cpp server, TGI, OpenAI) through the `openai` client."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import time
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from lcsynth.backends.base import Completion, Request, Usage
+from lcsynth.backends.limits import MinuteRateLimiter
+from lcsynth.chat import ChatTemplate, context_length_from_metadata, template_for_tokenizer
+from lcsynth.config import BackendSpec
+from lcsynth.errors import BackendError, ConfigError, Reject
+from lcsynth.tokens import Tokenizer, load_tokenizer
+
+RETRY_STATUS = {408, 409, 429}
+MAX_RETRY_AFTER = 120.0
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Timeouts, dropped connections, 429, 408, 409 and 5xx are worth another try; other 4xx are not."""
+    import openai
+
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRY_STATUS or exc.status_code >= 500
+    return False
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """The server's Retry-After (seconds or an HTTP date), capped; None when it sent none."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        seconds = parsed.timestamp() - time.time() if parsed else 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class RetryAfterOrBackoff:
+    """tenacity wait: honour Retry-After when the server sends it, else exponential backoff with jitter."""
+
+    def __init__(self) -> None:
+        self._backoff = wait_exponential(multiplier=0.5, max=30) + wait_random(0, 0.5)
+
+    def __call__(self, retry_state: Any) -> float:
+        """Seconds to wait before the next attempt."""
+        hinted = retry_after_seconds(retry_state.outcome.exception() if retry_state.outcome else None)
+        return hinted if hinted is not None else self._backoff(retry_state)
+
+
+class OpenAIBackend:
+    """Chat requests go to /chat/completions, raw prompts to /completions; both retried and rate limited."""
+
+    def __init__(self, spec: BackendSpec) -> None:
+        import openai
+
+        if not spec.model:
+            raise ConfigError("backend.model: the openai backend needs the served model's name")
+        if not spec.tokenizer:
+            raise ConfigError("backend.tokenizer: the openai backend needs the model's tokenizer to count tokens "
+                              "(a Hugging Face name or folder, or a .gguf path)")
+        self.spec = spec
+        self.model_id = f"openai:{spec.model}"
+        self.tokenizer: Tokenizer = load_tokenizer(spec.tokenizer)
+        self.chat_template: ChatTemplate = template_for_tokenizer(self.tokenizer)
+        self.context_length = spec.context_length or context_length_from_metadata(
+            getattr(self.tokenizer, "metadata", {}) or {}) or 0
+        if not self.context_length:
+            raise ConfigError("backend.context_length: say how many tokens the served model accepts")
+        self.max_concurrency = spec.max_concurrency
+        self.retries = 0
+        self._limiter = MinuteRateLimiter(spec.requests_per_minute, spec.tokens_per_minute)
+        self._slots: asyncio.Semaphore | None = None
+        self.client = openai.AsyncOpenAI(
+            base_url=spec.base_url, api_key=self._api_key(spec), timeout=spec.timeout, max_retries=0,
+            http_client=openai.DefaultAioHttpClient(timeout=spec.timeout),
+        )
+
+    @staticmethod
+    def _api_key(spec: BackendSpec) -> str:
+        env = spec.api_key_env or ("OPENAI_API_KEY" if not spec.base_url else None)
+        if env is None:
+            return "no-key"  # local servers accept any key
+        key = os.environ.get(env)
+        if not key:
+            raise ConfigError(f"backend.api_key_env: environment variable {env} is not set "
+                              "(export it before the run; keys never go in recipe files)")
+        return key
+
+    @classmethod
+    def from_spec(cls, spec: BackendSpec) -> OpenAIBackend:
+        """Build from a recipe's backend section."""
+        return cls(spec)
+
+    async def start(self) -> None:
+        """Check once that the endpoint answers and serves the model, so a typo fails in one line."""
+        import openai
+
+        try:
+            served = [m.id async for m in self.client.models.list()]
+        except openai.APIConnectionError:
+            raise BackendError(f"cannot reach {self.client.base_url} (is the server running?)") from None
+        except openai.AuthenticationError:
+            raise BackendError(f"{self.client.base_url} refused the API key (401)") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code == 404:
+                return  # some servers have no /models; requests will tell
+            raise BackendError(f"{self.client.base_url}/models answered {exc.status_code}") from None
+        if served and self.spec.model not in served:
+            raise BackendError(f"backend.model: '{self.spec.model}' is not served by {self.client.base_url} "
+                               f"(it serves: {', '.join(served[:10])})")
+
+    def _structured(self, request: Request, chat: bool) -> dict[str, Any]:
+        schema, mode = request.json_schema, self.spec.structured_output
+        if schema is None or mode == "none":
+            return {}
+        if mode == "vllm":
+            return {"extra_body": {"structured_outputs": {"json": schema}}}
+        if mode == "json_object":
+            fmt: dict[str, Any] = {"type": "json_object", "schema": schema}
+        else:
+            fmt = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+        return {"response_format": fmt} if chat else {"extra_body": {"response_format": fmt}}
+
+    async def _send(self, request: Request) -> Completion:
+        common: dict[str, Any] = {
+            "model": self.spec.model, "max_tokens": request.max_tokens, "temperature": request.temperature,
+            "top_p": request.top_p, "seed": request.seed, "stop": list(request.stop) or None,
+            **self.spec.options,
+        }
+        if request.prompt is not None:
+            response = await self.client.completions.create(
+                prompt=request.prompt, **common, **self._structured(request, chat=False))
+            choice, text = response.choices[0], response.choices[0].text
+        else:
+            response = await self.client.chat.completions.create(
+                messages=request.message_dicts(), **common, **self._structured(request, chat=True))
+            choice = response.choices[0]
+            text = choice.message.content or ""
+        usage = response.usage
+        return Completion(text, choice.finish_reason or "stop",
+                          Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage())
+
+    def _count_retry(self, retry_state: Any) -> None:
+        self.retries += 1
+
+    async def complete(self, request: Request) -> Completion:
+        """Send with at most `max_concurrency` in flight, retrying transient failures; give up as a Reject."""
+        import openai
+
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        text = request.prompt or "".join(c for _, c in request.messages or ())
+        async with self._slots:
+            await self._limiter.acquire(len(text) // 4 + request.max_tokens)
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.spec.max_retries + 1), wait=RetryAfterOrBackoff(),
+                retry=retry_if_exception(is_retryable), before_sleep=self._count_retry, reraise=True,
+            )
+            try:
+                return await retrying(self._send, request)
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+                raise BackendError(f"{self.client.base_url} answered {exc.status_code}: {_message(exc)}") from None
+            except openai.APIStatusError as exc:
+                reason = "backend_error" if is_retryable(exc) else "request_rejected"
+                raise Reject(reason, f"HTTP {exc.status_code}: {_message(exc)}") from None
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                raise Reject("backend_error", f"{type(exc).__name__} after {self.spec.max_retries} retries") from None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.close()
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(getattr(exc, "message", exc))[:300]

@@ -1,0 +1,75 @@
+"""The vllm backend. GPU tests run only where vllm and a CUDA GPU exist (LCSYNTH_VLLM_MODEL names a model folder)."""
+
+import asyncio
+import importlib.util
+import json
+import os
+
+import pytest
+
+from lcsynth.backends.base import Request
+from lcsynth.config import BackendSpec
+from lcsynth.errors import ConfigError, MissingExtra
+from lcsynth.schemas import validation_error
+
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+@pytest.mark.skipif(HAVE_VLLM, reason="vllm is installed here, so the missing-extra message cannot show")
+def test_without_vllm_the_error_says_how_to_install_it():
+    from lcsynth.backends.vllm import VLLMBackend
+
+    with pytest.raises(MissingExtra, match=r"pip install 'lcsynth\[vllm\]'"):
+        VLLMBackend(BackendSpec(type="vllm", model="m"))
+
+
+def test_engine_arguments_default_to_prefix_caching_and_take_recipe_options():
+    from lcsynth.backends.vllm import engine_args
+
+    args = engine_args(BackendSpec(type="vllm", model="m", context_length="32k",
+                                   options={"enable_prefix_caching": False, "data_parallel_size": 2}))
+    assert args["max_model_len"] == 32768 and args["data_parallel_size"] == 2
+    assert args["enable_prefix_caching"] is False and args["model"] == "m"
+    with pytest.raises(ConfigError, match="backend.model"):
+        engine_args(BackendSpec(type="vllm"))
+
+
+def gpu_ready() -> str | None:
+    if not HAVE_VLLM:
+        return "needs the vllm package (pip install 'lcsynth[vllm]')"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    if not os.environ.get("LCSYNTH_VLLM_MODEL"):
+        return "set LCSYNTH_VLLM_MODEL to a local model folder"
+    return None
+
+
+@pytest.mark.skipif(gpu_ready() is not None, reason=gpu_ready() or "")
+def test_vllm_on_gpu_chat_raw_structured_and_batched():
+    from lcsynth.backends.vllm import VLLMBackend
+
+    schema = {"type": "object", "properties": {"question": {"type": "string", "maxLength": 80}},
+              "required": ["question"], "additionalProperties": False}
+
+    async def main():
+        backend = VLLMBackend(BackendSpec(type="vllm", model=os.environ["LCSYNTH_VLLM_MODEL"], context_length=4096,
+                                          options={"gpu_memory_utilization": 0.3, "enforce_eager": True}))
+        try:
+            chat = await backend.complete(Request.chat([{"role": "user", "content": "Say hi."}], max_tokens=16, seed=1))
+            prompt = backend.chat_template.self_query_prompt([{"role": "system", "content": "The json module."}])
+            raw = await backend.complete(Request(prompt=prompt, max_tokens=32, seed=2))
+            shaped = await backend.complete(Request.chat([{"role": "user", "content": "Ask about Python as JSON."}],
+                                                         max_tokens=64, seed=3, json_schema=schema))
+            many = await asyncio.gather(*(backend.complete(Request(prompt=f"Item {i}:", max_tokens=8, seed=i))
+                                          for i in range(64)))
+            return chat, raw, shaped, many
+        finally:
+            await backend.aclose()
+
+    chat, raw, shaped, many = asyncio.run(main())
+    assert chat.text.strip() and chat.usage.prompt_tokens > 0
+    assert raw.text.strip()
+    assert validation_error(json.loads(shaped.text), schema) is None
+    assert len(many) == 64 and all(c.usage.completion_tokens > 0 for c in many)
