@@ -31,6 +31,10 @@ def package_versions() -> dict[str, str]:
 def build_manifest(recipe: Recipe, model_id: str, stats: dict[str, int], counters: RunCounters, units: int,
                    writer: RunWriter, files: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to know what a run produced and to reproduce it (no wall-clock values)."""
+    price = recipe.backend.price
+    cost = None
+    if price is not None:
+        cost = round((counters.prompt_tokens * price.prompt + counters.completion_tokens * price.completion) / 1e6, 6)
     return {
         "recipe": recipe.model_dump(mode="json"),
         "model": model_id,
@@ -47,6 +51,7 @@ def build_manifest(recipe: Recipe, model_id: str, stats: dict[str, int], counter
             "completion": counters.completion_tokens,
             "requests": counters.requests,
         },
+        "cost": cost,
         "files": files,
         "versions": package_versions(),
     }

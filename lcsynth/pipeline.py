@@ -195,6 +195,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     backend = backend or create_backend(recipe.backend)
     try:
         await backend.start()
+        backend_ready = time.time()
         counters = RunCounters()
         ctx = MethodContext(backend, recipe.templates, counters)
         writer = RunWriter(run_dir)
@@ -207,13 +208,16 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         files = writer.close()
     finally:
         await backend.aclose()
+    generating = time.time() - backend_ready
     manifest = build_manifest(recipe, backend.model_id, stats, counters, runner.units, writer, files)
+    manifest["tokens"]["retries"] = getattr(backend, "retries", 0)
     write_json(run_dir / "manifest.json", manifest)
-    elapsed = time.time() - started
     write_json(run_dir / "timings.json", {
-        "wall_seconds": round(elapsed, 3),
-        "requests_per_second": round(counters.requests / elapsed, 3) if elapsed else None,
-        "completion_tokens_per_second": round(counters.completion_tokens / elapsed, 1) if elapsed else None,
+        "wall_seconds": round(time.time() - started, 3),
+        "backend_start_seconds": round(backend_ready - started, 3),
+        "generation_seconds": round(generating, 3),
+        "requests_per_second": round(counters.requests / generating, 3) if generating else None,
+        "completion_tokens_per_second": round(counters.completion_tokens / generating, 1) if generating else None,
     })
     return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest)
 

@@ -110,3 +110,11 @@ def test_unknown_method_and_bad_params_fail_before_any_work(tmp_path, scripted):
     with pytest.raises(ConfigError, match=r"methods.0 \(longmagpie\): samples_per_dokument: unknown key"):
         asyncio.run(run_recipe(recipe(path, methods=[{"name": "longmagpie", "samples_per_dokument": 2}]),
                                scripted(numbered_reply)))
+
+
+def test_price_table_gives_a_cost_in_the_manifest(tmp_path, scripted):
+    spec = recipe(corpus(tmp_path, ["The doc says a. " * 20]), backend={"price": {"prompt": 2.0, "completion": 10.0}})
+    summary = asyncio.run(run_recipe(spec, scripted(numbered_reply), show_progress=False))
+    tokens = summary.manifest["tokens"]
+    assert tokens["prompt"] == 40 and tokens["requests"] == 4
+    assert summary.manifest["cost"] == round((tokens["prompt"] * 2.0 + tokens["completion"] * 10.0) / 1e6, 6)

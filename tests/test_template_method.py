@@ -69,7 +69,18 @@ def test_unconstrained_requests_send_no_schema(scripted, folder):
     ('{"q": "Why?!", "a": "Bec', "length", "output_truncated", "max_tokens=99"),
 ])
 def test_bad_outputs_are_rejects_with_the_failing_path(scripted, folder, reply, finish, reason, detail):
+    backend = scripted(lambda r: text(reply, finish))
     with pytest.raises(Reject) as caught:
-        run(scripted(lambda r: text(reply, finish)), folder)
+        run(backend, folder)
     assert caught.value.reason == reason and detail in caught.value.detail
     assert caught.value.raw == reply
+    # invalid JSON or schema violations are retried with a new seed (2 retries by default); truncation is not
+    assert len(backend.history) == (1 if reason == "output_truncated" else 3)
+    assert len({r.seed for r in backend.history}) == len(backend.history)
+
+
+def test_a_retry_with_a_new_seed_can_succeed(scripted, folder):
+    replies = iter(["not json", '{"q": "Why?!", "a": "ok"}'])
+    backend = scripted(lambda r: text(next(replies)))
+    (record,) = run(backend, folder)
+    assert record.row["messages"][1]["content"] == "ok" and len(backend.history) == 2

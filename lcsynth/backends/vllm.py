@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 from lcsynth.backends.base import Completion, Request, Usage
@@ -58,6 +59,8 @@ class VLLMBackend:
         except ImportError:  # older releases
             from vllm import AsyncLLMEngine as AsyncLLM
 
+        # A caller that already touched CUDA (a notebook, a test) cannot fork the engine process; spawn works always.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         args = engine_args(spec)
         self.tokenizer = load_tokenizer(spec.tokenizer or spec.model or "")
         if not isinstance(self.tokenizer, HFTokenizer):

@@ -30,6 +30,7 @@ class TemplateParams(BaseModel):
     temperature: float | None = Field(default=None, ge=0)
     variables: dict[str, Any] = Field(default_factory=dict)
     constrained: bool = True
+    json_retries: int = Field(default=2, ge=0)
     prompt_overhead_tokens: int = Field(default=256, ge=0)
 
 
@@ -50,23 +51,26 @@ class TemplateMethod(Method):
         template = ctx.template(self.params.template)
         rendered = ctx.render(template, document=doc.text, meta=doc.meta, **self.params.variables)
         schema = template.schema()
-        seed = rng.randrange(2**31)
-        request = Request(
-            messages=tuple((m["role"], m["content"]) for m in rendered.messages) if rendered.messages else None,
-            prompt=rendered.prompt,
-            max_tokens=self.params.max_tokens or template.defaults.max_tokens or 512,
-            temperature=template.defaults.temperature if self.params.temperature is None else self.params.temperature,
-            top_p=template.defaults.top_p,
-            seed=seed,
-            stop=tuple(template.defaults.stop),
-            json_schema=schema if schema and template.parse == "json" and self.params.constrained else None,
-        )
-        completion = await ctx.complete(request)
-        if completion.finish_reason == "length":
-            raise Reject("output_truncated", f"hit max_tokens={request.max_tokens}", raw=completion.text)
-        output = parse_output(completion.text, template.parse, template.pattern)
-        if schema:
-            ctx.check(output, schema, "invalid_output", raw=completion.text)
+        for attempt in range(self.params.json_retries + 1):
+            seed = rng.randrange(2**31)  # a new seed each attempt: the same request would fail the same way
+            request = Request(
+                messages=tuple((m["role"], m["content"]) for m in rendered.messages) if rendered.messages else None,
+                prompt=rendered.prompt,
+                max_tokens=self.params.max_tokens or template.defaults.max_tokens or 512,
+                temperature=template.defaults.temperature if self.params.temperature is None
+                else self.params.temperature,
+                top_p=template.defaults.top_p,
+                seed=seed,
+                stop=tuple(template.defaults.stop),
+                json_schema=schema if schema and template.parse == "json" and self.params.constrained else None,
+            )
+            completion = await ctx.complete(request)
+            try:
+                output = self._parse(completion, request, template, schema, ctx)
+                break
+            except Reject as reject:
+                if reject.reason not in ("invalid_json", "invalid_output") or attempt == self.params.json_retries:
+                    raise
         row_template = ctx.template(self.params.row_template)
         conversation = ctx.render(row_template, document=doc.text, output=output, meta=doc.meta).messages
         if conversation is None:
@@ -76,3 +80,12 @@ class TemplateMethod(Method):
                 "document_truncated": doc.meta.get("truncated", False),
                 "prompt_tokens": completion.usage.prompt_tokens, "output_tokens": completion.usage.completion_tokens}
         return [Record(self.kind, {"messages": conversation}, meta)]
+
+    @staticmethod
+    def _parse(completion, request: Request, template, schema, ctx: MethodContext) -> Any:
+        if completion.finish_reason == "length":
+            raise Reject("output_truncated", f"hit max_tokens={request.max_tokens}", raw=completion.text)
+        output = parse_output(completion.text, template.parse, template.pattern)
+        if schema:
+            ctx.check(output, schema, "invalid_output", raw=completion.text)
+        return output
