@@ -32,6 +32,8 @@ def generate(
         "--set", help="Override a recipe key: --set output.name=run1 --set limits.max_documents=10.")] = None,
     backend: Annotated[str | None, typer.Option(help="Backend type (llamacpp, openai, vllm); same as "
                                                      "--set backend.type=...")] = None,
+    batch_out: Annotated[Path | None, typer.Option(help="Write uncached requests to this OpenAI batch JSONL file "
+                                                        "instead of sending them.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a recipe and write its dataset under output.root/output.name."""
@@ -40,10 +42,15 @@ def generate(
 
     overrides = [*(set_ or []), *([f"backend.type={backend}"] if backend else [])]
     loaded = load_recipe(recipe, overrides)
-    summary = asyncio.run(run_recipe(loaded, show_progress=not quiet))
+    summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out))
     rows = ", ".join(f"{n} {kind}" for kind, n in summary.rows.items()) or "no rows"
     rejects = sum(summary.rejects.values())
     err.print(f"[green]done[/]: {rows}, {rejects} rejects → {summary.run_dir}")
+    if batch_out is not None and summary.pending:
+        err.print(f"{summary.pending} units wait on {summary.batch_requests} requests written to {batch_out}; "
+                  f"after the batch job: lcsynth ingest {summary.run_dir} --batch-results RESULTS.jsonl, "
+                  "then run this command again")
+        return
     if not summary.rows:
         err.print("[yellow]warning[/]: the run produced no rows; see rejects.jsonl for the reasons")
         raise typer.Exit(3)
@@ -59,6 +66,33 @@ def corpus_demo(
     path = write_demo_corpus(out)
     lines = sum(1 for _ in path.open(encoding="utf-8"))
     err.print(f"wrote {lines} documents to {path}")
+
+
+@app.command()
+def ingest(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder a --batch-out round wrote.")],
+    batch_results: Annotated[Path, typer.Option(help="The provider's batch output JSONL.")],
+) -> None:
+    """Read a batch job's results into the request cache, so the next generate continues from them."""
+    import json
+
+    from lcsynth.batch import ingest_results
+    from lcsynth.cache import RequestCache
+    from lcsynth.config import validate_recipe
+    from lcsynth.errors import InputError
+
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"{run_dir}: no readable manifest.json (is this a run folder?)") from None
+    recipe = validate_recipe(manifest["recipe"], f"{run_dir}/manifest.json")
+    cache = RequestCache(recipe.cache_path())
+    try:
+        stored, failed = ingest_results(batch_results, cache, manifest["model"])
+    finally:
+        cache.close()
+    err.print(f"stored {stored} results in {recipe.cache_path()}" + (f"; {failed} failed and will be asked "
+              "again in the next round" if failed else ""))
 
 
 @app.command("serve-local")

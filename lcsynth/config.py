@@ -102,6 +102,13 @@ class OutputSpec(StrictModel):
     overwrite: bool = True
 
 
+class CacheSpec(StrictModel):
+    """The request cache (sqlite): reruns and later stages reuse earlier answers."""
+
+    enabled: bool = True
+    path: str | None = None
+
+
 class LimitsSpec(StrictModel):
     """Caps on how much a run does."""
 
@@ -120,11 +127,16 @@ class Recipe(StrictModel):
     methods: list[MethodSpec] = Field(min_length=1)
     output: OutputSpec = Field(default_factory=OutputSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
     templates: list[str] = Field(default_factory=list)
 
     def run_dir(self) -> Path:
         """The folder this run writes into."""
         return Path(self.output.root) / (self.output.name or "run")
+
+    def cache_path(self) -> Path:
+        """The request cache file: shared by every run under output.root unless cache.path says otherwise."""
+        return Path(self.cache.path) if self.cache.path else Path(self.output.root) / "cache.sqlite"
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

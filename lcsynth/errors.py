@@ -24,6 +24,10 @@ class MissingExtra(LcsynthError):
         super().__init__(f"{what} needs the '{package}' package: install it with pip install 'lcsynth[{extra}]'")
 
 
+class Pending(Exception):
+    """A request was written to a batch file; its unit finishes in a later round, after `lcsynth ingest`."""
+
+
 class Reject(Exception):
     """A unit of work produced no usable record; `reason` is a short slug, `detail` the evidence."""
 

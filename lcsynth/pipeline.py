@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from lcsynth.backends.base import Backend, create_backend
+from lcsynth.batch import BatchBackend
+from lcsynth.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
-from lcsynth.errors import ConfigError, Reject
+from lcsynth.errors import ConfigError, Pending, Reject
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
 from lcsynth.progress import RunProgress
@@ -49,6 +51,8 @@ class RunSummary:
     rows: dict[str, int]
     rejects: dict[str, int]
     manifest: dict[str, Any]
+    pending: int = 0
+    batch_requests: int = 0
 
 
 def prepare_run_dir(recipe: Recipe) -> Path:
@@ -113,8 +117,8 @@ def plan_units(docs: Iterator[tuple[Document, Reject | None]], methods: list[Met
                 index += 1
 
 
-async def run_unit(unit: Unit, ctx: MethodContext, seed: int) -> list[Record] | Reject:
-    """Run one unit; a Reject is returned as data (with the hash of the request behind it), not raised."""
+async def run_unit(unit: Unit, ctx: MethodContext, seed: int) -> list[Record] | Reject | Pending:
+    """Run one unit; a Reject (with the hash of the request behind it) or Pending is returned, not raised."""
     assert unit.method is not None and unit.sample is not None
     rng = unit_rng(seed, unit.method.name, unit.doc.id, unit.sample)
     unit_ctx = ctx.fork()
@@ -123,6 +127,8 @@ async def run_unit(unit: Unit, ctx: MethodContext, seed: int) -> list[Record] | 
     except Reject as reject:
         reject.request_hash = unit_ctx.last_request_hash
         return reject
+    except Pending as pending:
+        return pending
 
 
 class UnitRunner:
@@ -132,9 +138,10 @@ class UnitRunner:
                  progress: RunProgress) -> None:
         self.ctx, self.writer, self.recipe = ctx, writer, recipe
         self.concurrency, self.progress = concurrency, progress
-        self.done: dict[int, tuple[Unit, list[Record] | Reject]] = {}
+        self.done: dict[int, tuple[Unit, list[Record] | Reject | Pending]] = {}
         self.next_to_commit = 0
         self.units = 0
+        self.pending = 0
 
     def _full(self) -> bool:
         cap = self.recipe.limits.max_records
@@ -144,7 +151,9 @@ class UnitRunner:
         while self.next_to_commit in self.done and not self._full():
             unit, outcome = self.done.pop(self.next_to_commit)
             self.next_to_commit += 1
-            if isinstance(outcome, Reject):
+            if isinstance(outcome, Pending):
+                self.pending += 1
+            elif isinstance(outcome, Reject):
                 self.writer.write_reject(unit.key(), outcome.reason, outcome.detail, outcome.raw,
                                          outcome.request_hash)
             else:
@@ -187,17 +196,26 @@ class UnitRunner:
         self.done[unit.index] = (unit, await run_unit(unit, self.ctx, self.recipe.seed))
 
 
-async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True) -> RunSummary:
-    """Run a whole recipe and write its outputs; returns counts and the manifest."""
+async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
+                     batch_out: Path | None = None) -> RunSummary:
+    """Run a whole recipe and write its outputs; returns counts and the manifest.
+
+    With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
+    """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     run_dir = prepare_run_dir(recipe)
     started = time.time()
     backend = backend or create_backend(recipe.backend)
+    if batch_out is not None:
+        if not recipe.cache.enabled:
+            raise ConfigError("--batch-out needs the request cache (cache.enabled: true): results come back through it")
+        backend = BatchBackend(backend, recipe.backend)
+    cache = RequestCache(recipe.cache_path()) if recipe.cache.enabled else None
     try:
         await backend.start()
         backend_ready = time.time()
         counters = RunCounters()
-        ctx = MethodContext(backend, recipe.templates, counters)
+        ctx = MethodContext(backend, recipe.templates, counters, cache)
         writer = RunWriter(run_dir)
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
         docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats)
@@ -206,20 +224,25 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress)
             await runner.run(plan_units(docs, methods))
         files = writer.close()
+        batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0
     finally:
         await backend.aclose()
+        if cache is not None:
+            cache.close()
     generating = time.time() - backend_ready
     manifest = build_manifest(recipe, backend.model_id, stats, counters, runner.units, writer, files)
-    manifest["tokens"]["retries"] = getattr(backend, "retries", 0)
+    manifest["counts"]["pending"] = runner.pending
     write_json(run_dir / "manifest.json", manifest)
     write_json(run_dir / "timings.json", {
         "wall_seconds": round(time.time() - started, 3),
         "backend_start_seconds": round(backend_ready - started, 3),
+        "cache_hits": counters.cache_hits,
+        "retries": getattr(backend, "retries", 0),
         "generation_seconds": round(generating, 3),
         "requests_per_second": round(counters.requests / generating, 3) if generating else None,
         "completion_tokens_per_second": round(counters.completion_tokens / generating, 1) if generating else None,
     })
-    return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest)
+    return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest, runner.pending, batch_requests)
 
 
 def dumps_summary(summary: RunSummary) -> str:

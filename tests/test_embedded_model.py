@@ -62,6 +62,7 @@ SMALL_DEMO = [
     "--set", "methods.0.samples_per_document=4", "--set", "methods.0.answer_max_tokens=96",
     "--set", "methods.0.query_filter=first_line", "--set", "methods.0.keep_truncated_answers=true",
     "--set", "context.max_document_tokens=300", "--set", "output.root=runs", "--set", "output.name=x",
+    "--set", "cache.enabled=false",  # the second run must generate again, not replay the first
 ]
 
 

@@ -70,7 +70,8 @@ def test_max_records_and_max_documents_stop_the_run(tmp_path, scripted):
                                      show_progress=False))
     assert len(read(summary.run_dir / "sft.jsonl")) == 5
     backend = scripted(numbered_reply)
-    summary = asyncio.run(run_recipe(recipe(path, limits={"max_documents": 3}), backend, show_progress=False))
+    uncached = recipe(path, limits={"max_documents": 3}, cache={"enabled": False})
+    summary = asyncio.run(run_recipe(uncached, backend, show_progress=False))
     assert len(read(summary.run_dir / "sft.jsonl")) == 6 and len(backend.history) == 12
 
 

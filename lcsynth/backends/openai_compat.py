@@ -120,31 +120,18 @@ class OpenAIBackend:
             raise BackendError(f"backend.model: '{self.spec.model}' is not served by {self.client.base_url} "
                                f"(it serves: {', '.join(served[:10])})")
 
-    def _structured(self, request: Request, chat: bool) -> dict[str, Any]:
-        schema, mode = request.json_schema, self.spec.structured_output
-        if schema is None or mode == "none":
-            return {}
-        if mode == "vllm":
-            return {"extra_body": {"structured_outputs": {"json": schema}}}
-        if mode == "json_object":
-            fmt: dict[str, Any] = {"type": "json_object", "schema": schema}
-        else:
-            fmt = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-        return {"response_format": fmt} if chat else {"extra_body": {"response_format": fmt}}
+    def request_body(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and JSON body of a request, as sent (and as written to batch files)."""
+        return openai_body(request, self.spec.model or "", self.spec.structured_output, self.spec.options)
 
     async def _send(self, request: Request) -> Completion:
-        common: dict[str, Any] = {
-            "model": self.spec.model, "max_tokens": request.max_tokens, "temperature": request.temperature,
-            "top_p": request.top_p, "seed": request.seed, "stop": list(request.stop) or None,
-            **self.spec.options,
-        }
-        if request.prompt is not None:
-            response = await self.client.completions.create(
-                prompt=request.prompt, **common, **self._structured(request, chat=False))
+        path, body = self.request_body(request)
+        known = {k: body.pop(k) for k in list(body) if k in _SDK_ARGUMENTS}
+        if path == "/v1/completions":
+            response = await self.client.completions.create(**known, extra_body=body or None)
             choice, text = response.choices[0], response.choices[0].text
         else:
-            response = await self.client.chat.completions.create(
-                messages=request.message_dicts(), **common, **self._structured(request, chat=True))
+            response = await self.client.chat.completions.create(**known, extra_body=body or None)
             choice = response.choices[0]
             text = choice.message.content or ""
         usage = response.usage
@@ -180,6 +167,31 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self.client.close()
+
+
+_SDK_ARGUMENTS = {"model", "messages", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop"}
+
+
+def openai_body(request: Request, model: str, structured_output: str, options: dict[str, Any]) -> tuple[str, dict]:
+    """Endpoint path and flat JSON body for an OpenAI-compatible server.
+
+    >>> openai_body(Request(prompt="Hi", max_tokens=4, seed=1), "m", "vllm", {})
+    ('/v1/completions', {'model': 'm', 'max_tokens': 4, 'temperature': 0.8, 'top_p': 0.95, 'seed': 1, 'prompt': 'Hi'})
+    """
+    body: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens, "temperature": request.temperature,
+                            "top_p": request.top_p, "seed": request.seed, **options}
+    if request.stop:
+        body["stop"] = list(request.stop)
+    chat = request.prompt is None
+    body.update({"messages": request.message_dicts()} if chat else {"prompt": request.prompt})
+    schema = request.json_schema
+    if schema is not None and structured_output == "vllm":
+        body["structured_outputs"] = {"json": schema}
+    elif schema is not None and structured_output == "json_object":
+        body["response_format"] = {"type": "json_object", "schema": schema}
+    elif schema is not None and structured_output == "json_schema":
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    return ("/v1/chat/completions" if chat else "/v1/completions"), body
 
 
 def _message(exc: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from lcsynth.backends.base import Backend, Completion, Request
+from lcsynth.cache import RequestCache
 from lcsynth.config import MethodSpec, format_validation_error
 from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
@@ -37,6 +38,7 @@ class RunCounters:
     """Live counters shown in the progress display and written to the manifest."""
 
     requests: int = 0
+    cache_hits: int = 0
     in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -45,9 +47,11 @@ class RunCounters:
 class MethodContext:
     """Everything a method may touch: the backend (through `complete`), templates and schemas."""
 
-    def __init__(self, backend: Backend, template_dirs: list[str], counters: RunCounters) -> None:
+    def __init__(self, backend: Backend, template_dirs: list[str], counters: RunCounters,
+                 cache: RequestCache | None = None) -> None:
         self.backend = backend
         self.counters = counters
+        self.cache = cache
         self._template_dirs = template_dirs
         self._templates: dict[str, PromptTemplate] = {}
         self.last_request_hash: str | None = None
@@ -74,14 +78,20 @@ class MethodContext:
         return template.render(tokenizer=self.backend.tokenizer, **variables)
 
     async def complete(self, request: Request) -> Completion:
-        """Send one request to the backend and count it."""
-        self.last_request_hash = request.digest(self.model_id)
+        """Answer from the cache, or send the request to the backend and cache the answer."""
+        key = self.last_request_hash = request.digest(self.model_id)
         self.counters.requests += 1
-        self.counters.in_flight += 1
-        try:
-            completion = await self.backend.complete(request)
-        finally:
-            self.counters.in_flight -= 1
+        completion = self.cache.get(key) if self.cache is not None else None
+        if completion is not None:
+            self.counters.cache_hits += 1
+        else:
+            self.counters.in_flight += 1
+            try:
+                completion = await self.backend.complete(request)
+            finally:
+                self.counters.in_flight -= 1
+            if self.cache is not None:
+                self.cache.put(key, self.model_id, completion)
         self.counters.prompt_tokens += completion.usage.prompt_tokens
         self.counters.completion_tokens += completion.usage.completion_tokens
         return completion

@@ -1,0 +1,72 @@
+"""The request cache: sqlite, keyed by the request hash, so a rerun never pays twice for the same call."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from lcsynth.backends.base import Completion, Usage
+from lcsynth.errors import InputError
+
+
+def _m001_responses(db: sqlite3.Connection) -> None:
+    db.execute("""CREATE TABLE responses (
+        request_hash TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)""")
+
+
+# Schema changes are appended here, never edited: each runs once and is recorded in _migrations.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [("m001_responses", _m001_responses)]
+
+
+class RequestCache:
+    """request hash → completion, in one sqlite file (WAL, so readers never block the writer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not a usable cache file ({exc})") from None
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+        self.hits = 0
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
+        done = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+        for name, migration in MIGRATIONS:
+            if name not in done:
+                with self.db:
+                    migration(self.db)
+                    self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+
+    def get(self, key: str) -> Completion | None:
+        """The cached completion for a request hash, if any."""
+        row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses "
+                              "WHERE request_hash = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self.hits += 1
+        return Completion(row[0], row[1], Usage(row[2], row[3]))
+
+    def put(self, key: str, model: str, completion: Completion) -> None:
+        """Store (or replace) a completion."""
+        self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (key, model, completion.text, completion.finish_reason, completion.usage.prompt_tokens,
+                         completion.usage.completion_tokens, time.time()))
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def keys(self) -> Iterator[str]:
+        """Every cached request hash."""
+        return (row[0] for row in self.db.execute("SELECT request_hash FROM responses"))
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()

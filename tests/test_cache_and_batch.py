@@ -1,0 +1,131 @@
+"""The sqlite request cache and batch rounds (write requests, ingest results, continue), with a scripted backend."""
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+from conftest import text
+from test_pipeline import corpus, numbered_reply, read, recipe
+
+from lcsynth.backends.base import Request
+from lcsynth.batch import ingest_results
+from lcsynth.cache import RequestCache
+from lcsynth.errors import InputError
+from lcsynth.pipeline import run_recipe
+
+
+def test_cache_round_trip_and_migrations(tmp_path):
+    cache = RequestCache(tmp_path / "c.sqlite")
+    request = Request(prompt="p", seed=1)
+    assert cache.get(request.digest("m")) is None
+    cache.put(request.digest("m"), "m", text("answer"))
+    assert cache.get(request.digest("m")).text == "answer" and len(cache) == 1
+    assert cache.get(request.digest("other-model")) is None
+    cache.close()
+    reopened = RequestCache(tmp_path / "c.sqlite")  # migrations run once
+    assert len(reopened) == 1
+    reopened.close()
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == ["m001_responses"]
+
+
+def test_not_a_cache_file_is_a_clear_error(tmp_path):
+    (tmp_path / "c.sqlite").write_text("garbage " * 100)
+    with pytest.raises(InputError, match="not a usable cache file"):
+        RequestCache(tmp_path / "c.sqlite")
+
+
+def test_a_rerun_is_answered_from_the_cache_with_identical_output(tmp_path, scripted):
+    spec = recipe(corpus(tmp_path, [f"The doc says item{i}. " * 20 for i in range(3)]))
+    first = scripted(numbered_reply)
+    summary = asyncio.run(run_recipe(spec, first, show_progress=False))
+    rows, manifest = (summary.run_dir / "sft.jsonl").read_bytes(), (summary.run_dir / "manifest.json").read_bytes()
+    second = scripted(numbered_reply)
+    summary = asyncio.run(run_recipe(spec, second, show_progress=False))
+    assert len(first.history) == 12 and second.history == []
+    assert (summary.run_dir / "sft.jsonl").read_bytes() == rows
+    assert (summary.run_dir / "manifest.json").read_bytes() == manifest
+    assert json.loads((summary.run_dir / "timings.json").read_text())["cache_hits"] == 12
+
+
+def provider(batch_file, results_file, reply):
+    """Plays the batch provider: answers every request line of a batch file."""
+    with results_file.open("w") as out:
+        for line in batch_file.read_text().splitlines():
+            job = json.loads(line)
+            body = job["body"]
+            request = Request(prompt=body["prompt"]) if "prompt" in body else Request.chat(body["messages"])
+            completion = reply(request)
+            choice = ({"text": completion.text} if "prompt" in body
+                      else {"message": {"role": "assistant", "content": completion.text}})
+            out.write(json.dumps({"custom_id": job["custom_id"], "response": {"status_code": 200, "body": {
+                "choices": [{**choice, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1,
+                                                                            "completion_tokens": 1}}}}) + "\n")
+
+
+def test_batch_rounds_finish_the_run_like_a_direct_one(tmp_path, scripted):
+    texts = [f"The doc says item{i}. " * 20 for i in range(3)] + ["The doc says bad. " * 20]
+    direct = recipe(corpus(tmp_path, texts), output={"name": "direct"}, cache={"path": str(tmp_path / "d.sqlite")})
+    expected = read(asyncio.run(run_recipe(direct, scripted(numbered_reply), show_progress=False)).run_dir
+                    / "sft.jsonl")
+
+    spec = recipe(corpus(tmp_path, texts), output={"name": "batched"})
+    batch, results = tmp_path / "batch.jsonl", tmp_path / "results.jsonl"
+    rounds = []
+    for _ in range(3):
+        backend = scripted(numbered_reply)
+        summary = asyncio.run(run_recipe(spec, backend, show_progress=False, batch_out=batch))
+        assert backend.history == []  # nothing is sent during a batch round
+        rounds.append((summary.pending, summary.batch_requests))
+        if summary.batch_requests:
+            first = json.loads(batch.read_text().splitlines()[0])
+            assert first["method"] == "POST" and first["custom_id"].startswith("v1:")
+            provider(batch, results, numbered_reply)
+            cache = RequestCache(spec.cache_path())
+            assert ingest_results(results, cache, "scripted") == (summary.batch_requests, 0)
+            cache.close()
+    # round 1: every query; round 2: the answers of units whose query passed; round 3: nothing left
+    assert rounds == [(8, 8), (6, 6), (0, 0)]
+    assert [r["messages"] for r in read(summary.run_dir / "sft.jsonl")] == [r["messages"] for r in expected]
+    assert [r["reason"] for r in read(summary.run_dir / "rejects.jsonl")] == ["no_question", "no_question"]
+
+
+def test_failed_batch_results_are_not_cached_and_bad_lines_are_errors(tmp_path):
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps({"custom_id": "v1:x", "error": {"message": "boom"}}) + "\n")
+    cache = RequestCache(tmp_path / "c.sqlite")
+    assert ingest_results(results, cache, "m") == (0, 1) and len(cache) == 0
+    results.write_text('{"no": "id"}\n')
+    with pytest.raises(InputError, match=r"r.jsonl:1: not an OpenAI batch result line"):
+        ingest_results(results, cache, "m")
+    cache.close()
+
+
+def test_batch_round_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    from lcsynth.backends.llamacpp import bundled_gguf
+
+    (tmp_path / "c.jsonl").write_text(json.dumps({"id": "a", "text": "The json module. " * 30}) + "\n")
+    (tmp_path / "r.yaml").write_text(
+        "corpus: {type: jsonl, path: c.jsonl}\nmethods: [{name: longmagpie, samples_per_document: 2}]\n"
+        f"backend: {{type: openai, base_url: 'http://127.0.0.1:9/v1', model: served, tokenizer: '{bundled_gguf()}'}}\n")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "lcsynth.cli", *args], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+
+    made = cli("generate", "r.yaml", "-q", "--batch-out", "batch.jsonl")
+    assert made.returncode == 0, made.stderr
+    assert "2 units wait on 2 requests written to batch.jsonl" in made.stderr
+    lines = [json.loads(line) for line in (tmp_path / "batch.jsonl").read_text().splitlines()]
+    assert {(line["url"], line["body"]["model"]) for line in lines} == {("/v1/completions", "served")}
+    provider(tmp_path / "batch.jsonl", tmp_path / "results.jsonl", lambda r: text("What is it?"))
+    ingested = cli("ingest", "outputs/r", "--batch-results", "results.jsonl")
+    assert ingested.returncode == 0 and "stored 2 results" in ingested.stderr
+    again = cli("generate", "r.yaml", "-q", "--batch-out", "batch.jsonl")
+    assert "2 units wait on 2 requests" in again.stderr
+    assert all("messages" in json.loads(line)["body"] for line in (tmp_path / "batch.jsonl").read_text().splitlines())
