@@ -112,3 +112,22 @@ def test_endpoint_mistakes_are_one_line(server_url, tmp_path, request, extra, me
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(message)
+
+
+def test_serve_local_command_serves_the_bundled_model(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "lcsynth.cli", "serve-local", "--port", str(port),
+                                "--context-length", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                models = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "serve-local did not start"
+                time.sleep(0.3)
+        assert [m["id"] for m in models["data"]] == ["smollm2"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -38,7 +38,7 @@ def local_server_command(port: int, model: str | None = None, context_length: in
         sys.executable, "-m", "llama_cpp.server", "--model", model or str(bundled_gguf()),
         "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context_length),
         # the server's default cancels a running request when another arrives; clients send many at once
-        "--interrupt_requests", "False",
+        "--interrupt_requests", "False", "--verbose", "False",
     ]
 
 
