@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from lcsynth.backends.base import Completion, Usage
 from lcsynth.errors import InputError
@@ -66,6 +68,33 @@ class RequestCache:
     def keys(self) -> Iterator[str]:
         """Every cached request hash."""
         return (row[0] for row in self.db.execute("SELECT request_hash FROM responses"))
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Entries and token totals per model."""
+        rows = self.db.execute("SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM responses "
+                               "GROUP BY model ORDER BY model").fetchall()
+        return [{"model": m, "entries": n, "prompt_tokens": p or 0, "completion_tokens": c or 0} for m, n, p, c in rows]
+
+    def clear(self, model: str | None = None) -> int:
+        """Delete every entry (or one model's); return how many went."""
+        where, args = ("WHERE model = ?", (model,)) if model else ("", ())
+        with self.db:
+            count = self.db.execute(f"DELETE FROM responses {where}", args).rowcount
+        self.db.execute("VACUUM")
+        return count
+
+    def export(self, path: Path) -> int:
+        """Write every entry as JSONL (request_hash, model, text, finish_reason, usage); return the count."""
+        count = 0
+        with path.open("w", encoding="utf-8") as handle:
+            for key, model, text, finish, prompt, completion in self.db.execute(
+                    "SELECT request_hash, model, text, finish_reason, prompt_tokens, completion_tokens "
+                    "FROM responses ORDER BY request_hash"):
+                handle.write(json.dumps({"request_hash": key, "model": model, "text": text, "finish_reason": finish,
+                                         "usage": {"prompt_tokens": prompt, "completion_tokens": completion}},
+                                        ensure_ascii=False) + "\n")
+                count += 1
+        return count
 
     def close(self) -> None:
         """Close the database."""

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from lcsynth import __version__
+from lcsynth.cli_cache import app as cache_app
 from lcsynth.cli_templates import app as templates_app
 from lcsynth.errors import LcsynthError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(templates_app, name="templates")
+app.add_typer(cache_app, name="cache")
 err = Console(stderr=True, soft_wrap=True)
 
 

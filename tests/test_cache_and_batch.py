@@ -129,3 +129,43 @@ def test_batch_round_from_the_command_line(tmp_path):
     again = cli("generate", "r.yaml", "-q", "--batch-out", "batch.jsonl")
     assert "2 units wait on 2 requests" in again.stderr
     assert all("messages" in json.loads(line)["body"] for line in (tmp_path / "batch.jsonl").read_text().splitlines())
+
+
+@pytest.mark.parametrize("change", [
+    {"prompt": "q?"}, {"max_tokens": 9}, {"temperature": 0.1}, {"top_p": 0.5}, {"seed": 2}, {"stop": ("x",)},
+    {"json_schema": {"type": "object"}},
+])
+def test_any_changed_field_misses_the_cache(tmp_path, change):
+    cache = RequestCache(tmp_path / "c.sqlite")
+    base = {"prompt": "q", "max_tokens": 8, "temperature": 0.8, "top_p": 0.95, "seed": 1, "stop": ()}
+    cache.put(Request(**base).digest("m"), "m", text("cached"))
+    assert cache.get(Request(**base).digest("m")).text == "cached"
+    assert cache.get(Request(**{**base, **change}).digest("m")) is None
+    cache.close()
+
+
+def test_cache_command_line_stats_export_clear(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = RequestCache(tmp_path / "c.sqlite")
+    cache.put("v1:a", "model-a", text("one two"))
+    cache.put("v1:b", "model-b", text("three"))
+    cache.close()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "lcsynth.cli", "cache", *args, "--path", "c.sqlite"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**os.environ, "COLUMNS": "200"})
+
+    stats = cli("stats").stdout
+    assert "model-a" in stats and "model-b" in stats
+    assert cli("export", "--out", "e.jsonl").returncode == 0
+    exported = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert [(e["request_hash"], e["text"]) for e in exported] == [("v1:a", "one two"), ("v1:b", "three")]
+    assert "deleted 1 responses" in cli("clear", "--model", "model-a", "--yes").stderr
+    assert len(RequestCache(tmp_path / "c.sqlite")) == 1
+    missing = subprocess.run([sys.executable, "-m", "lcsynth.cli", "cache", "stats", "--path", "nope.sqlite"],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.strip().startswith("error: nope.sqlite: no cache file here")
