@@ -14,7 +14,7 @@ from rich.console import Console
 from lcsynth import __version__
 from lcsynth.cli_cache import app as cache_app
 from lcsynth.cli_templates import app as templates_app
-from lcsynth.errors import LcsynthError
+from lcsynth.errors import ConfigError, LcsynthError
 
 app = typer.Typer(
     help="Make long-context training data (SFT, DPO, GRPO, pretraining) from real long documents.",
@@ -36,13 +36,20 @@ def generate(
                                                      "--set backend.type=...")] = None,
     batch_out: Annotated[Path | None, typer.Option(help="Write uncached requests to this OpenAI batch JSONL file "
                                                         "instead of sending them.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Discard an unfinished run of this name instead of "
+                                                         "resuming it (resuming is the default).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an unfinished run of this name (the default; "
+                                                           "fails if the recipe changed).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Run a recipe and write its dataset under output.root/output.name."""
+    """Run a recipe and write its dataset under output.root/output.name; an interrupted run resumes."""
     from lcsynth.config import load_recipe
     from lcsynth.pipeline import run_recipe
 
-    overrides = [*(set_ or []), *([f"backend.type={backend}"] if backend else [])]
+    if fresh and resume:
+        raise ConfigError("--fresh and --resume contradict each other; give one")
+    overrides = [*(set_ or []), *([f"backend.type={backend}"] if backend else []),
+                 *(["output.resume=false"] if fresh else [])]
     loaded = load_recipe(recipe, overrides)
     summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out))
     rows = ", ".join(f"{n} {kind}" for kind, n in summary.rows.items()) or "no rows"

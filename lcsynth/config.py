@@ -100,6 +100,7 @@ class OutputSpec(StrictModel):
     root: str = "outputs"
     name: str | None = None
     overwrite: bool = True
+    resume: bool = True
 
 
 class CacheSpec(StrictModel):

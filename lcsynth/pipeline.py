@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, cre
 from lcsynth.progress import RunProgress
 from lcsynth.sink import RunWriter
 from lcsynth.tokens import fit_tokens
+
+CHECKPOINT = "checkpoint.json"
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,40 @@ class RunSummary:
     batch_requests: int = 0
 
 
+def recipe_hash(recipe: Recipe) -> str:
+    """A hash of everything in the recipe that shapes the output (not how it is run or resumed)."""
+    data = recipe.model_dump(mode="json")
+    data["output"].pop("resume", None)
+    data["limits"].pop("max_in_flight", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def read_checkpoint(recipe: Recipe) -> dict[str, Any] | None:
+    """The checkpoint of an unfinished run of this recipe under the same name, if there is one to resume."""
+    run_dir = recipe.run_dir()
+    path = run_dir / CHECKPOINT
+    if not recipe.output.resume or not path.exists() or (run_dir / "manifest.json").exists():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # a checkpoint is replaced atomically, so this is not ours; start afresh
+    if any(not (run_dir / f"{name}.partial").exists() for name in state["writer"]["files"]):
+        return None  # killed while moving finished files into place: nothing to resume, run again
+    if state.get("recipe_hash") != recipe_hash(recipe):
+        raise ConfigError(f"output: {run_dir} holds an unfinished run of a different recipe; "
+                          "rerun with --fresh to discard it, or choose another output.name")
+    return state
+
+
 def prepare_run_dir(recipe: Recipe) -> Path:
     """Create the run folder, clearing an earlier run of the same name when `output.overwrite` allows."""
     run_dir = recipe.run_dir()
     if run_dir.exists() and any(run_dir.iterdir()):
         if not recipe.output.overwrite:
             raise ConfigError(f"output: {run_dir} already holds a run; choose another output.name or set overwrite")
-        if not (run_dir / "manifest.json").exists() and not any(run_dir.glob("*.partial")):
+        ours = (run_dir / "manifest.json").exists() or (run_dir / CHECKPOINT).exists()
+        if not ours and not any(run_dir.glob("*.partial")):
             raise ConfigError(f"output: {run_dir} is not empty and holds no lcsynth run; refusing to clear it")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,40 +147,66 @@ def plan_units(docs: Iterator[tuple[Document, Reject | None]], methods: list[Met
                 index += 1
 
 
-async def run_unit(unit: Unit, ctx: MethodContext, seed: int) -> list[Record] | Reject | Pending:
+async def run_unit(unit: Unit, ctx: MethodContext, seed: int) -> tuple[Unit, Outcome, RunCounters | None]:
     """Run one unit; a Reject (with the hash of the request behind it) or Pending is returned, not raised."""
     assert unit.method is not None and unit.sample is not None
     rng = unit_rng(seed, unit.method.name, unit.doc.id, unit.sample)
     unit_ctx = ctx.fork()
+    outcome: Outcome
     try:
-        return await unit.method.run(unit.doc, unit.sample, unit_ctx, rng)
+        outcome = await unit.method.run(unit.doc, unit.sample, unit_ctx, rng)
     except Reject as reject:
         reject.request_hash = unit_ctx.last_request_hash
-        return reject
+        outcome = reject
     except Pending as pending:
-        return pending
+        outcome = pending
+    return unit, outcome, unit_ctx.usage
+
+
+Outcome = list[Record] | Reject | Pending
 
 
 class UnitRunner:
-    """Runs units with bounded concurrency and commits their outcomes strictly in unit order."""
+    """Runs units with bounded concurrency and commits their outcomes strictly in unit order.
+
+    Every `checkpoint_seconds` (and at the end) it records how far the committed output reaches, so a
+    killed run resumes from there: units before the checkpoint are skipped, the rest run again (their
+    earlier requests answered by the cache).
+    """
+
+    checkpoint_seconds = 1.0
 
     def __init__(self, ctx: MethodContext, writer: RunWriter, recipe: Recipe, concurrency: int,
-                 progress: RunProgress) -> None:
+                 progress: RunProgress, state: dict[str, Any] | None = None) -> None:
         self.ctx, self.writer, self.recipe = ctx, writer, recipe
         self.concurrency, self.progress = concurrency, progress
-        self.done: dict[int, tuple[Unit, list[Record] | Reject | Pending]] = {}
-        self.next_to_commit = 0
-        self.units = 0
-        self.pending = 0
+        self.done: dict[int, tuple[Unit, Outcome, RunCounters | None]] = {}
+        state = state or {}
+        self.next_to_commit = state.get("next_unit", 0)
+        self.units = state.get("units", 0)
+        self.pending = state.get("pending", 0)
+        self.usage = RunCounters(**state.get("usage", {}))
+        self._checkpointed = time.monotonic()
 
     def _full(self) -> bool:
         cap = self.recipe.limits.max_records
         return cap is not None and sum(self.writer.rows.values()) >= cap
 
+    def checkpoint(self) -> None:
+        """Record the committed prefix of the output (atomically) so a killed run can resume after it."""
+        state = {"recipe_hash": recipe_hash(self.recipe), "next_unit": self.next_to_commit, "units": self.units,
+                 "pending": self.pending, "usage": asdict(self.usage) | {"in_flight": 0},
+                 "writer": self.writer.snapshot()}
+        write_json(self.writer.run_dir / CHECKPOINT, state)
+        self._checkpointed = time.monotonic()
+
     def _commit_ready(self) -> None:
         while self.next_to_commit in self.done and not self._full():
-            unit, outcome = self.done.pop(self.next_to_commit)
+            unit, outcome, usage = self.done.pop(self.next_to_commit)
             self.next_to_commit += 1
+            if usage is not None:
+                self.units += 1
+                self.usage.add(usage)
             if isinstance(outcome, Pending):
                 self.pending += 1
             elif isinstance(outcome, Reject):
@@ -162,6 +218,8 @@ class UnitRunner:
                         break
                     self.writer.write_row(record.kind, record.to_row(), unit.key())
             self.progress.update(self.writer, self.units)
+        if time.monotonic() - self._checkpointed >= self.checkpoint_seconds:
+            self.checkpoint()
 
     async def run(self, units: Iterator[Unit]) -> None:
         """Drain `units`, keeping at most `concurrency` in flight, until done or max_records is reached."""
@@ -173,11 +231,12 @@ class UnitRunner:
                     unit = next(units, None)
                     if unit is None:
                         exhausted = True
+                    elif unit.index < self.next_to_commit:
+                        continue  # committed before a resume
                     elif unit.skip is not None:
-                        self.done[unit.index] = (unit, unit.skip)
+                        self.done[unit.index] = (unit, unit.skip, None)
                         self._commit_ready()
                     else:
-                        self.units += 1
                         pending.add(asyncio.create_task(self._run_one(unit)))
                 if not pending:
                     self._commit_ready()
@@ -192,8 +251,7 @@ class UnitRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run_one(self, unit: Unit) -> None:
-        assert unit.method is not None
-        self.done[unit.index] = (unit, await run_unit(unit, self.ctx, self.recipe.seed))
+        self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed)
 
 
 async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
@@ -203,7 +261,8 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
     """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
-    run_dir = prepare_run_dir(recipe)
+    state = read_checkpoint(recipe) if batch_out is None else None
+    run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
     started = time.time()
     backend = backend or create_backend(recipe.backend)
     if batch_out is not None:
@@ -216,13 +275,14 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         backend_ready = time.time()
         counters = RunCounters()
         ctx = MethodContext(backend, recipe.templates, counters, cache)
-        writer = RunWriter(run_dir)
+        writer = RunWriter(run_dir, state["writer"] if state else None)
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
         docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
         with RunProgress(counters, stats, enabled=show_progress) as progress:
-            runner = UnitRunner(ctx, writer, recipe, concurrency, progress)
+            runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             await runner.run(plan_units(docs, methods))
+        runner.checkpoint()
         files = writer.close()
         batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0
     finally:
@@ -230,9 +290,10 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         if cache is not None:
             cache.close()
     generating = time.time() - backend_ready
-    manifest = build_manifest(recipe, backend.model_id, stats, counters, runner.units, writer, files)
+    manifest = build_manifest(recipe, backend.model_id, stats, runner.usage, runner.units, writer, files)
     manifest["counts"]["pending"] = runner.pending
     write_json(run_dir / "manifest.json", manifest)
+    (run_dir / CHECKPOINT).unlink()
     write_json(run_dir / "timings.json", {
         "wall_seconds": round(time.time() - started, 3),
         "backend_start_seconds": round(backend_ready - started, 3),

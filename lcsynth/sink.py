@@ -1,4 +1,9 @@
-"""Writes a run's rows and rejects as JSONL, each file finalised atomically when the run closes."""
+"""Writes a run's rows and rejects as JSONL: appended as units commit, checkpointed, finalised atomically.
+
+Each file grows as `<name>.partial`. A checkpoint flushes and fsyncs them and records their byte lengths;
+resuming truncates each file back to its checkpointed length (dropping anything written after it, which
+the resumed run writes again), so every line is written exactly once. `close` renames them into place.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +28,21 @@ class RunWriter:
     Rows are validated against `schemas/<kind>.json` first; a row that fails becomes a reject.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, snapshot: dict[str, Any] | None = None) -> None:
         self.run_dir = run_dir
-        self.rows: Counter[str] = Counter()
-        self.rejects: Counter[str] = Counter()
+        self.rows: Counter[str] = Counter((snapshot or {}).get("rows", {}))
+        self.rejects: Counter[str] = Counter((snapshot or {}).get("rejects", {}))
         self._files: dict[str, IO[str]] = {}
         self._hashes: dict[str, Any] = {}
+        for name, length in (snapshot or {}).get("files", {}).items():
+            self._reopen(name, length)
+
+    def _reopen(self, name: str, length: int) -> None:
+        path = self.run_dir / f"{name}.partial"
+        with path.open("r+b") as raw:
+            raw.truncate(length)
+            self._hashes[name] = hashlib.sha256(raw.read())
+        self._files[name] = path.open("a", encoding="utf-8")
 
     def _handle(self, name: str) -> IO[str]:
         if name not in self._files:
@@ -58,13 +72,21 @@ class RunWriter:
                                       "request_hash": request_hash})
         self.rejects[reason] += 1
 
+    def snapshot(self) -> dict[str, Any]:
+        """Flush and fsync every file; return what a resumed writer needs (file lengths and counts)."""
+        lengths = {}
+        for name, handle in self._files.items():
+            handle.flush()
+            os.fsync(handle.fileno())
+            lengths[name] = handle.tell()
+        return {"files": lengths, "rows": dict(self.rows), "rejects": dict(self.rejects)}
+
     def close(self) -> dict[str, dict[str, Any]]:
         """Flush, fsync and rename every file into place; return rows and sha256 per file."""
         self._handle("rejects.jsonl")  # a run with no rejects still says so with an empty file
+        self.snapshot()
         summary = {}
         for name, handle in sorted(self._files.items()):
-            handle.flush()
-            os.fsync(handle.fileno())
             handle.close()
             os.replace(self.run_dir / f"{name}.partial", self.run_dir / name)
             kind = name.removesuffix(".jsonl")

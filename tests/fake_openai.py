@@ -7,13 +7,15 @@ or ("hang", seconds). It records arrivals and the most requests it ever held at 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from aiohttp import web
 
 
 class FakeOpenAI:
-    def __init__(self, script=(), default=("ok", "fine"), delay: float = 0.0):
+    def __init__(self, script=(), default=("ok", "fine"), delay: float = 0.0, responder=None):
         self.script = list(script)
+        self.responder = responder  # body -> text, used for ("ok", None) actions
         self.default = default
         self.delay = delay
         self.arrivals = 0
@@ -38,6 +40,8 @@ class FakeOpenAI:
             if action[0] == "hang":
                 await asyncio.sleep(action[1])
             text = action[1] if action[0] == "ok" else "late"
+            if text is None:
+                text = self.responder(body)
             usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
             if request.path.endswith("/chat/completions"):
                 choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
@@ -68,6 +72,27 @@ class FakeOpenAI:
 
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()
+
+    def start_in_thread(self) -> FakeOpenAI:
+        """Serve from a background thread (for tests that drive a separate process); stop with `stop`."""
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve():
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self.__aenter__())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "fake server did not start"
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.__aexit__(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
 
     @property
     def url(self) -> str:

@@ -35,13 +35,20 @@ class Record:
 
 @dataclass
 class RunCounters:
-    """Live counters shown in the progress display and written to the manifest."""
+    """Request and token counts: live for the whole run, or of one unit (added to the run's when it commits)."""
 
     requests: int = 0
     cache_hits: int = 0
     in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def add(self, other: RunCounters) -> None:
+        """Add another set of counts (in_flight excepted) to these."""
+        self.requests += other.requests
+        self.cache_hits += other.cache_hits
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
 
 
 class MethodContext:
@@ -55,11 +62,13 @@ class MethodContext:
         self._template_dirs = template_dirs
         self._templates: dict[str, PromptTemplate] = {}
         self.last_request_hash: str | None = None
+        self.usage: RunCounters | None = None
 
     def fork(self) -> MethodContext:
-        """A context for one unit: shares everything but the record of its last request."""
+        """A context for one unit: shares everything but its usage counts and last request hash."""
         unit_ctx = copy.copy(self)
         unit_ctx.last_request_hash = None
+        unit_ctx.usage = RunCounters()
         return unit_ctx
 
     @property
@@ -80,11 +89,9 @@ class MethodContext:
     async def complete(self, request: Request) -> Completion:
         """Answer from the cache, or send the request to the backend and cache the answer."""
         key = self.last_request_hash = request.digest(self.model_id)
-        self.counters.requests += 1
         completion = self.cache.get(key) if self.cache is not None else None
-        if completion is not None:
-            self.counters.cache_hits += 1
-        else:
+        cached = completion is not None
+        if completion is None:
             self.counters.in_flight += 1
             try:
                 completion = await self.backend.complete(request)
@@ -92,8 +99,11 @@ class MethodContext:
                 self.counters.in_flight -= 1
             if self.cache is not None:
                 self.cache.put(key, self.model_id, completion)
-        self.counters.prompt_tokens += completion.usage.prompt_tokens
-        self.counters.completion_tokens += completion.usage.completion_tokens
+        counts = RunCounters(requests=1, cache_hits=int(cached), prompt_tokens=completion.usage.prompt_tokens,
+                             completion_tokens=completion.usage.completion_tokens)
+        self.counters.add(counts)
+        if self.usage is not None:
+            self.usage.add(counts)
         return completion
 
     @staticmethod

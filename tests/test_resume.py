@@ -1,0 +1,65 @@
+"""Exactly-once resume: an interrupted run finishes with the same rows as an uninterrupted one."""
+
+import asyncio
+import json
+
+import pytest
+from test_pipeline import corpus, numbered_reply, read, recipe
+
+from lcsynth.errors import ConfigError
+from lcsynth.pipeline import UnitRunner, run_recipe
+
+TEXTS = [f"The doc says item{i}. " * 20 for i in range(8)] + ["The doc says bad. " * 20]
+
+
+class Crash(Exception):
+    pass
+
+
+def crashing_after(limit):
+    calls = {"n": 0}
+
+    def reply(request):
+        calls["n"] += 1
+        if calls["n"] > limit:
+            raise Crash("killed")
+        return numbered_reply(request)
+
+    return reply
+
+
+@pytest.mark.parametrize("crash_at", [1, 9, 20, 30])
+def test_a_run_interrupted_anywhere_resumes_to_the_same_output(tmp_path, scripted, monkeypatch, crash_at):
+    monkeypatch.setattr(UnitRunner, "checkpoint_seconds", 0.0)
+    path = corpus(tmp_path, TEXTS)
+    whole = asyncio.run(run_recipe(recipe(path, output={"name": "whole"}, cache={"enabled": False}),
+                                   scripted(numbered_reply), show_progress=False))
+    spec = recipe(path, output={"name": "cut"}, cache={"path": str(tmp_path / "cut.sqlite")},
+                  limits={"max_in_flight": 3})
+    with pytest.raises(Crash):
+        asyncio.run(run_recipe(spec, scripted(crashing_after(crash_at), jitter=0.002), show_progress=False))
+    assert not (spec.run_dir() / "manifest.json").exists()
+    if crash_at >= 20:  # by then units have committed, and a checkpoint records them
+        assert json.loads((spec.run_dir() / "checkpoint.json").read_text())["next_unit"] > 0
+    again = scripted(numbered_reply)
+    done = asyncio.run(run_recipe(spec, again, show_progress=False))
+    for name in ("sft.jsonl", "rejects.jsonl"):
+        assert (done.run_dir / name).read_bytes() == (whole.run_dir / name).read_bytes()
+    cut, full = json.loads((done.run_dir / "manifest.json").read_text()), whole.manifest
+    assert cut["counts"] == full["counts"] and cut["tokens"] == full["tokens"]
+    assert not (done.run_dir / "checkpoint.json").exists()
+    assert len(again.history) == 34 - crash_at  # every answered request came from the cache
+
+
+def test_a_changed_recipe_does_not_resume_silently(tmp_path, scripted, monkeypatch):
+    monkeypatch.setattr(UnitRunner, "checkpoint_seconds", 0.0)
+    path = corpus(tmp_path, TEXTS)
+    with pytest.raises(Crash):
+        asyncio.run(run_recipe(recipe(path, limits={"max_in_flight": 3}), scripted(crashing_after(20)),
+                               show_progress=False))
+    changed = recipe(path, seed=7, limits={"max_in_flight": 3})
+    with pytest.raises(ConfigError, match="holds an unfinished run of a different recipe; rerun with --fresh"):
+        asyncio.run(run_recipe(changed, scripted(numbered_reply), show_progress=False))
+    fresh = recipe(path, seed=7, output={"resume": False}, limits={"max_in_flight": 3})
+    summary = asyncio.run(run_recipe(fresh, scripted(numbered_reply), show_progress=False))
+    assert len(read(summary.run_dir / "sft.jsonl")) == 16
