@@ -101,6 +101,7 @@ class OutputSpec(StrictModel):
     name: str | None = None
     overwrite: bool = True
     resume: bool = True
+    shard_rows: int = Field(default=100_000, gt=0)
 
 
 class CacheSpec(StrictModel):

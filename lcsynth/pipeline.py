@@ -76,8 +76,9 @@ def read_checkpoint(recipe: Recipe) -> dict[str, Any] | None:
         state = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None  # a checkpoint is replaced atomically, so this is not ours; start afresh
-    if any(not (run_dir / f"{name}.partial").exists() for name in state["writer"]["files"]):
-        return None  # killed while moving finished files into place: nothing to resume, run again
+    if any(not (run_dir / f"{name}.partial").exists() and not (run_dir / name).exists()
+           for name in state["writer"]["files"]):
+        return None  # the files it vouches for are gone: nothing to resume, run again
     if state.get("recipe_hash") != recipe_hash(recipe):
         raise ConfigError(f"output: {run_dir} holds an unfinished run of a different recipe; "
                           "rerun with --fresh to discard it, or choose another output.name")
@@ -275,7 +276,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         backend_ready = time.time()
         counters = RunCounters()
         ctx = MethodContext(backend, recipe.templates, counters, cache)
-        writer = RunWriter(run_dir, state["writer"] if state else None)
+        writer = RunWriter(run_dir, recipe.output.shard_rows, state["writer"] if state else None)
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
         docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)

@@ -7,7 +7,7 @@ from pathlib import Path
 run = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/demo")
 manifest = json.loads((run / "manifest.json").read_text())
 print(f"\n{run}: rows {manifest['counts']['rows']}, rejects {manifest['counts']['rejects']}")
-with (run / "sft.jsonl").open() as handle:
+with (run / "sft-00000.jsonl").open() as handle:
     first = json.loads(next(handle))
 user, assistant = first["messages"][0]["content"], first["messages"][1]["content"]
 print(f"first row ({first['meta']['doc_id']}, {first['meta']['document_tokens']} document tokens):")

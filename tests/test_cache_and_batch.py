@@ -41,11 +41,12 @@ def test_a_rerun_is_answered_from_the_cache_with_identical_output(tmp_path, scri
     spec = recipe(corpus(tmp_path, [f"The doc says item{i}. " * 20 for i in range(3)]))
     first = scripted(numbered_reply)
     summary = asyncio.run(run_recipe(spec, first, show_progress=False))
-    rows, manifest = (summary.run_dir / "sft.jsonl").read_bytes(), (summary.run_dir / "manifest.json").read_bytes()
+    rows = (summary.run_dir / "sft-00000.jsonl").read_bytes()
+    manifest = (summary.run_dir / "manifest.json").read_bytes()
     second = scripted(numbered_reply)
     summary = asyncio.run(run_recipe(spec, second, show_progress=False))
     assert len(first.history) == 12 and second.history == []
-    assert (summary.run_dir / "sft.jsonl").read_bytes() == rows
+    assert (summary.run_dir / "sft-00000.jsonl").read_bytes() == rows
     assert (summary.run_dir / "manifest.json").read_bytes() == manifest
     assert json.loads((summary.run_dir / "timings.json").read_text())["cache_hits"] == 12
 
@@ -69,7 +70,7 @@ def test_batch_rounds_finish_the_run_like_a_direct_one(tmp_path, scripted):
     texts = [f"The doc says item{i}. " * 20 for i in range(3)] + ["The doc says bad. " * 20]
     direct = recipe(corpus(tmp_path, texts), output={"name": "direct"}, cache={"path": str(tmp_path / "d.sqlite")})
     expected = read(asyncio.run(run_recipe(direct, scripted(numbered_reply), show_progress=False)).run_dir
-                    / "sft.jsonl")
+                    / "sft-00000.jsonl")
 
     spec = recipe(corpus(tmp_path, texts), output={"name": "batched"})
     batch, results = tmp_path / "batch.jsonl", tmp_path / "results.jsonl"
@@ -88,7 +89,7 @@ def test_batch_rounds_finish_the_run_like_a_direct_one(tmp_path, scripted):
             cache.close()
     # round 1: every query; round 2: the answers of units whose query passed; round 3: nothing left
     assert rounds == [(8, 8), (6, 6), (0, 0)]
-    assert [r["messages"] for r in read(summary.run_dir / "sft.jsonl")] == [r["messages"] for r in expected]
+    assert [r["messages"] for r in read(summary.run_dir / "sft-00000.jsonl")] == [r["messages"] for r in expected]
     assert [r["reason"] for r in read(summary.run_dir / "rejects.jsonl")] == ["no_question", "no_question"]
 
 

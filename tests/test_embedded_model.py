@@ -80,10 +80,10 @@ def test_demo_recipe_end_to_end_is_valid_and_byte_reproducible(tmp_path, request
     assert second.returncode == 0, second.stderr
 
     run = tmp_path / "runs" / "x"
-    for name in ("sft.jsonl", "rejects.jsonl", "manifest.json"):
+    for name in ("sft-00000.jsonl", "rejects.jsonl", "manifest.json"):
         assert (run / name).read_bytes() == (tmp_path / "first" / name).read_bytes(), name
 
-    rows = [json.loads(line) for line in (run / "sft.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "sft-00000.jsonl").read_text().splitlines()]
     rejects = (run / "rejects.jsonl").read_text().splitlines()
     manifest = json.loads((run / "manifest.json").read_text())
     assert rows, "the real model produced no row at all"

@@ -37,7 +37,8 @@ def write_recipe(tmp_path, url):
 
 def generate(tmp_path, name):
     return subprocess.Popen([sys.executable, "-m", "lcsynth.cli", "generate", "r.yaml", "-q",
-                             "--set", f"output.name={name}", "--set", f"cache.path={name}.sqlite"],
+                             "--set", f"output.name={name}", "--set", f"cache.path={name}.sqlite",
+                             "--set", "output.shard_rows=7"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -48,7 +49,8 @@ def assert_checkpoint_is_whole(run_dir) -> int:
         return 0
     state = json.loads(checkpoint.read_text())
     for name, length in state["writer"]["files"].items():
-        data = (run_dir / f"{name}.partial").read_bytes()[:length]
+        partial = run_dir / f"{name}.partial"  # or already renamed: a shard that filled up after the checkpoint
+        data = (partial if partial.exists() else run_dir / name).read_bytes()[:length]
         assert data == b"" or data.endswith(b"\n")
         for line in data.splitlines():
             json.loads(line)
@@ -85,9 +87,11 @@ def test_kill_9_at_random_moments_then_resume_loses_and_repeats_nothing(tmp_path
         server.stop()
 
     cut, whole_dir = tmp_path / "outputs" / "cut", tmp_path / "outputs" / "whole"
-    for name in ("sft.jsonl", "rejects.jsonl"):
-        assert (cut / name).read_bytes() == (whole_dir / name).read_bytes()
-    rows = [json.loads(line) for line in (cut / "sft.jsonl").read_text().splitlines()]
+    names = sorted(p.name for p in whole_dir.glob("*.jsonl"))
+    assert names == sorted(p.name for p in cut.glob("*.jsonl")) and len(names) == 10  # 9 shards of <= 7 rows
+    for name in names:
+        assert (cut / name).read_bytes() == (whole_dir / name).read_bytes(), name
+    rows = [json.loads(line) for shard in sorted(cut.glob("sft-*.jsonl")) for line in shard.read_text().splitlines()]
     assert len(rows) == 60 and len({(r["meta"]["doc_id"], r["meta"]["sample"]) for r in rows}) == 60
     assert not list(cut.glob("*.partial")) and not (cut / "checkpoint.json").exists()
     sent = Counter(json.dumps(b, sort_keys=True) for b in bodies)

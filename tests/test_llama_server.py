@@ -94,7 +94,7 @@ def test_same_recipe_runs_on_llamacpp_and_openai_with_rows_of_the_same_shape(ser
     assert remote.returncode == 0, remote.stderr
 
     def shapes(name):
-        rows = [json.loads(line) for line in (tmp_path / "runs" / name / "sft.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (tmp_path / "runs" / name / "sft-00000.jsonl").read_text().splitlines()]
         return {(tuple(row), tuple(m["role"] for m in row["messages"]), tuple(sorted(row["meta"]))) for row in rows}
 
     assert shapes("local") and shapes("local") == shapes("remote")

@@ -42,7 +42,7 @@ def test_rows_come_out_in_unit_order_whatever_the_completion_order(tmp_path, scr
     texts = [f"The doc says item{i}. " * 20 for i in range(12)]
     backend = scripted(numbered_reply, jitter=0.01)
     summary = asyncio.run(run_recipe(recipe(corpus(tmp_path, texts)), backend, show_progress=False))
-    rows = read(summary.run_dir / "sft.jsonl")
+    rows = read(summary.run_dir / "sft-00000.jsonl")
     assert [(r["meta"]["doc_id"], r["meta"]["sample"]) for r in rows] == [
         (f"doc{i}", s) for i in range(12) for s in range(2)]
     assert rows[5]["messages"][1]["content"] == "Answer to What about item2?"
@@ -61,18 +61,18 @@ def test_rejects_are_recorded_with_reason_raw_output_and_request_hash(tmp_path, 
     assert manifest["counts"]["rows"] == {"sft": 2}
     assert manifest["counts"]["rejects"] == {"document_too_short": 1, "no_question": 2}
     assert manifest["counts"]["units"] == 4 and manifest["counts"]["documents_read"] == 3
-    assert manifest["files"]["sft.jsonl"]["rows"] == 2
+    assert manifest["files"]["sft-00000.jsonl"]["rows"] == 2
 
 
 def test_max_records_and_max_documents_stop_the_run(tmp_path, scripted):
     path = corpus(tmp_path, [f"The doc says item{i}. " * 20 for i in range(10)])
     summary = asyncio.run(run_recipe(recipe(path, limits={"max_records": 5}), scripted(numbered_reply, 0.01),
                                      show_progress=False))
-    assert len(read(summary.run_dir / "sft.jsonl")) == 5
+    assert len(read(summary.run_dir / "sft-00000.jsonl")) == 5
     backend = scripted(numbered_reply)
     uncached = recipe(path, limits={"max_documents": 3}, cache={"enabled": False})
     summary = asyncio.run(run_recipe(uncached, backend, show_progress=False))
-    assert len(read(summary.run_dir / "sft.jsonl")) == 6 and len(backend.history) == 12
+    assert len(read(summary.run_dir / "sft-00000.jsonl")) == 6 and len(backend.history) == 12
 
 
 def test_long_documents_are_truncated_or_skipped_and_recorded(tmp_path, scripted, smol_tokenizer):
@@ -80,7 +80,7 @@ def test_long_documents_are_truncated_or_skipped_and_recorded(tmp_path, scripted
     path = corpus(tmp_path, [long_text])
     summary = asyncio.run(run_recipe(recipe(path, context={"max_document_tokens": 200}), scripted(numbered_reply),
                                      show_progress=False))
-    (row, _) = read(summary.run_dir / "sft.jsonl")
+    (row, _) = read(summary.run_dir / "sft-00000.jsonl")
     assert row["meta"]["document_tokens"] == 200 and row["meta"]["document_truncated"] is True
     summary = asyncio.run(run_recipe(recipe(path, context={"max_document_tokens": 200, "overflow": "skip"}),
                                      scripted(numbered_reply), show_progress=False))

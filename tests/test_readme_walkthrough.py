@@ -36,7 +36,7 @@ def test_walkthrough_files_lint_and_generate_schema_valid_rows(tmp_path, request
 
     schema = yaml.safe_load(blocks["my_templates/my/qa.yaml"])["response_schema"]
     out = tmp_path / "outputs" / "my_qa"
-    rows = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "sft-00000.jsonl").read_text().splitlines()]
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert rows and len(rows) + len(rejects) == 3
     for row in rows:

@@ -32,9 +32,9 @@ def crashing_after(limit):
 def test_a_run_interrupted_anywhere_resumes_to_the_same_output(tmp_path, scripted, monkeypatch, crash_at):
     monkeypatch.setattr(UnitRunner, "checkpoint_seconds", 0.0)
     path = corpus(tmp_path, TEXTS)
-    whole = asyncio.run(run_recipe(recipe(path, output={"name": "whole"}, cache={"enabled": False}),
+    whole = asyncio.run(run_recipe(recipe(path, output={"name": "whole", "shard_rows": 3}, cache={"enabled": False}),
                                    scripted(numbered_reply), show_progress=False))
-    spec = recipe(path, output={"name": "cut"}, cache={"path": str(tmp_path / "cut.sqlite")},
+    spec = recipe(path, output={"name": "cut", "shard_rows": 3}, cache={"path": str(tmp_path / "cut.sqlite")},
                   limits={"max_in_flight": 3})
     with pytest.raises(Crash):
         asyncio.run(run_recipe(spec, scripted(crashing_after(crash_at), jitter=0.002), show_progress=False))
@@ -43,8 +43,10 @@ def test_a_run_interrupted_anywhere_resumes_to_the_same_output(tmp_path, scripte
         assert json.loads((spec.run_dir() / "checkpoint.json").read_text())["next_unit"] > 0
     again = scripted(numbered_reply)
     done = asyncio.run(run_recipe(spec, again, show_progress=False))
-    for name in ("sft.jsonl", "rejects.jsonl"):
-        assert (done.run_dir / name).read_bytes() == (whole.run_dir / name).read_bytes()
+    names = sorted(p.name for p in whole.run_dir.glob("*.jsonl"))
+    assert names == sorted(p.name for p in done.run_dir.glob("*.jsonl")) and len(names) == 7  # 6 shards + rejects
+    for name in names:
+        assert (done.run_dir / name).read_bytes() == (whole.run_dir / name).read_bytes(), name
     cut, full = json.loads((done.run_dir / "manifest.json").read_text()), whole.manifest
     assert cut["counts"] == full["counts"] and cut["tokens"] == full["tokens"]
     assert not (done.run_dir / "checkpoint.json").exists()
@@ -62,4 +64,4 @@ def test_a_changed_recipe_does_not_resume_silently(tmp_path, scripted, monkeypat
         asyncio.run(run_recipe(changed, scripted(numbered_reply), show_progress=False))
     fresh = recipe(path, seed=7, output={"resume": False}, limits={"max_in_flight": 3})
     summary = asyncio.run(run_recipe(fresh, scripted(numbered_reply), show_progress=False))
-    assert len(read(summary.run_dir / "sft.jsonl")) == 16
+    assert len(read(summary.run_dir / "sft-00000.jsonl")) == 16
