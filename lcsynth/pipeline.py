@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lcsynth import __version__
 from lcsynth.backends.base import Backend, create_backend
 from lcsynth.batch import BatchBackend
 from lcsynth.cache import RequestCache
@@ -59,11 +60,14 @@ class RunSummary:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """A hash of everything in the recipe that shapes the output (not how it is run or resumed)."""
+    """A hash of what in the recipe shapes the rows; not where they go, how fast, or through which URL."""
     data = recipe.model_dump(mode="json")
-    data["output"].pop("resume", None)
-    data["limits"].pop("max_in_flight", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    backend = {k: data["backend"][k] for k in ("type", "model", "tokenizer", "context_length", "options",
+                                                "structured_output")}
+    shaping = {"seed": data["seed"], "corpus": data["corpus"], "backend": backend, "context": data["context"],
+               "methods": data["methods"], "templates": data["templates"],
+               "limits": {k: data["limits"][k] for k in ("max_documents", "max_records")}}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
 
 
 def read_checkpoint(recipe: Recipe) -> dict[str, Any] | None:
@@ -117,8 +121,21 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
             continue
         stats["documents_truncated"] += kept < total
         stats["document_tokens"] += kept
-        meta = {**doc.meta, "tokens": kept, "original_tokens": total, "truncated": kept < total}
+        meta = {**doc.meta, "tokens": kept, "original_tokens": total, "truncated": kept < total,
+                "token_spans": kept_spans(kept, total, how)}
         yield replace(doc, text=text, meta=meta), None
+
+
+def kept_spans(kept: int, total: int, how: str) -> list[list[int]]:
+    """Token spans of the original document that a fitted document keeps.
+
+    >>> kept_spans(100, 100, "head_tail"), kept_spans(10, 100, "head"), kept_spans(10, 100, "head_tail")
+    ([[0, 100]], [[0, 10]], [[0, 5], [95, 100]])
+    """
+    if kept == total or how == "head":
+        return [[0, kept]]
+    head = kept - kept // 2
+    return [[0, head], [total - kept // 2, total]]
 
 
 def document_token_limit(recipe: Recipe, backend: Backend, methods: list[Method]) -> int:
@@ -187,6 +204,7 @@ class UnitRunner:
         self.units = state.get("units", 0)
         self.pending = state.get("pending", 0)
         self.usage = RunCounters(**state.get("usage", {}))
+        self.recipe_hash = recipe_hash(recipe)
         self._checkpointed = time.monotonic()
 
     def _full(self) -> bool:
@@ -195,11 +213,18 @@ class UnitRunner:
 
     def checkpoint(self) -> None:
         """Record the committed prefix of the output (atomically) so a killed run can resume after it."""
-        state = {"recipe_hash": recipe_hash(self.recipe), "next_unit": self.next_to_commit, "units": self.units,
+        state = {"recipe_hash": self.recipe_hash, "next_unit": self.next_to_commit, "units": self.units,
                  "pending": self.pending, "usage": asdict(self.usage) | {"in_flight": 0},
                  "writer": self.writer.snapshot()}
         write_json(self.writer.run_dir / CHECKPOINT, state)
         self._checkpointed = time.monotonic()
+
+    def _with_provenance(self, record: Record, unit: Unit) -> dict[str, Any]:
+        """The row with what every row carries: source spans, lcsynth version, recipe hash."""
+        record.meta.setdefault("source_spans", {unit.doc.id: unit.doc.meta.get("token_spans")})
+        record.meta["lcsynth"] = __version__
+        record.meta["recipe_hash"] = self.recipe_hash
+        return record.to_row()
 
     def _commit_ready(self) -> None:
         while self.next_to_commit in self.done and not self._full():
@@ -217,7 +242,7 @@ class UnitRunner:
                 for record in outcome:
                     if self._full():
                         break
-                    self.writer.write_row(record.kind, record.to_row(), unit.key())
+                    self.writer.write_row(record.kind, self._with_provenance(record, unit), unit.key())
             self.progress.update(self.writer, self.units)
         if time.monotonic() - self._checkpointed >= self.checkpoint_seconds:
             self.checkpoint()

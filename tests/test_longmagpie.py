@@ -38,7 +38,7 @@ def test_row_is_document_and_query_then_answer(scripted):
     assert validation_error(record.to_row(), "sft") is None
     meta = record.meta
     assert (meta["method"], meta["doc_id"], meta["sample"], meta["model"]) == ("longmagpie", "d1", 0, "scripted")
-    assert meta["templates"] == ["longmagpie/query", "longmagpie/answer", "longmagpie/sft_row"]
+    assert meta["templates"] == ["longmagpie/query@1", "longmagpie/answer@1", "longmagpie/sft_row@1"]
 
 
 def test_query_request_is_the_self_query_prompt_and_answer_request_the_chat(scripted, smol_template):

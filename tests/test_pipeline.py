@@ -119,3 +119,20 @@ def test_price_table_gives_a_cost_in_the_manifest(tmp_path, scripted):
     tokens = summary.manifest["tokens"]
     assert tokens["prompt"] == 40 and tokens["requests"] == 4
     assert summary.manifest["cost"] == round((tokens["prompt"] * 2.0 + tokens["completion"] * 10.0) / 1e6, 6)
+
+
+def test_every_row_carries_its_provenance(tmp_path, scripted):
+    from lcsynth import __version__
+    from lcsynth.pipeline import recipe_hash
+
+    long_text = "The doc says long. " + "filler words here. " * 400
+    spec = recipe(corpus(tmp_path, [long_text]), context={"max_document_tokens": 100})
+    summary = asyncio.run(run_recipe(spec, scripted(numbered_reply), show_progress=False))
+    row = read(summary.run_dir / "sft-00000.jsonl")[0]
+    total = row["meta"]["source_spans"]["doc0"][1][1]
+    assert row["meta"]["source_spans"] == {"doc0": [[0, 50], [total - 50, total]]}
+    assert row["meta"]["lcsynth"] == __version__ and row["meta"]["recipe_hash"] == recipe_hash(spec)
+    assert row["meta"]["templates"] == ["longmagpie/query@1", "longmagpie/answer@1", "longmagpie/sft_row@1"]
+    assert recipe_hash(spec) != recipe_hash(recipe(corpus(tmp_path, [long_text]), seed=1))
+    assert recipe_hash(spec) == recipe_hash(recipe(corpus(tmp_path, [long_text]), context={"max_document_tokens": 100},
+                                                   limits={"max_in_flight": 2}))

@@ -43,5 +43,5 @@ def test_walkthrough_files_lint_and_generate_schema_valid_rows(tmp_path, request
         user, assistant = row["messages"]
         question = user["content"].rsplit("\n\n", 1)[1]
         assert validation_error({"question": question, "answer": assistant["content"]}, schema) is None
-        assert row["meta"]["templates"] == ["my/qa", "my/qa_row"]
+        assert row["meta"]["templates"] == ["my/qa@1", "my/qa_row@1"]
     assert {r["reason"] for r in rejects} <= {"output_truncated", "invalid_output", "invalid_json"}

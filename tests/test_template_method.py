@@ -53,7 +53,7 @@ def test_parsed_output_becomes_the_conversation(scripted, folder):
     (request,) = backend.history
     assert request.json_schema["required"] == ["q", "a"]  # sent for constrained decoding
     assert (request.max_tokens, request.temperature) == (99, 0.2)
-    assert record.meta["templates"] == ["my/ask", "my/row"]
+    assert record.meta["templates"] == ["my/ask@1", "my/row@1"]
 
 
 def test_unconstrained_requests_send_no_schema(scripted, folder):

@@ -68,7 +68,7 @@ class LongMagpieMethod(Method):
         conversation = ctx.render(row_template, document=doc.text, query=query, answer=answer, meta=doc.meta).messages
         meta = {
             "method": self.name,
-            "templates": [t.name for t in (query_template, answer_template, row_template)],
+            "templates": [f"{t.name}@{t.version}" for t in (query_template, answer_template, row_template)],
             "model": ctx.model_id,
             "seed": query_seed,
             "doc_id": doc.id,

@@ -75,7 +75,8 @@ class TemplateMethod(Method):
         conversation = ctx.render(row_template, document=doc.text, output=output, meta=doc.meta).messages
         if conversation is None:
             raise ConfigError(f"{row_template.path}: a row template needs `messages`, not a raw `prompt`")
-        meta = {"method": self.name, "templates": [template.name, row_template.name], "model": ctx.model_id,
+        meta = {"method": self.name, "templates": [f"{t.name}@{t.version}" for t in (template, row_template)],
+                "model": ctx.model_id,
                 "seed": seed, "doc_id": doc.id, "sample": sample, "document_tokens": doc.meta.get("tokens"),
                 "document_truncated": doc.meta.get("truncated", False),
                 "prompt_tokens": completion.usage.prompt_tokens, "output_tokens": completion.usage.completion_tokens}
