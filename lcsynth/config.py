@@ -130,6 +130,7 @@ class Recipe(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    filters: list[dict[str, Any]] = Field(default_factory=list)
     templates: list[str] = Field(default_factory=list)
 
     def run_dir(self) -> Path:

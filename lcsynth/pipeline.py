@@ -19,10 +19,11 @@ from lcsynth.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
 from lcsynth.errors import ConfigError, Pending, Reject
+from lcsynth.filters import create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
 from lcsynth.progress import RunProgress
-from lcsynth.sink import RunWriter
+from lcsynth.sink import RunWriter, dump_line
 from lcsynth.tokens import fit_tokens
 
 CHECKPOINT = "checkpoint.json"
@@ -65,7 +66,7 @@ def recipe_hash(recipe: Recipe) -> str:
     backend = {k: data["backend"][k] for k in ("type", "model", "tokenizer", "context_length", "options",
                                                 "structured_output")}
     shaping = {"seed": data["seed"], "corpus": data["corpus"], "backend": backend, "context": data["context"],
-               "methods": data["methods"], "templates": data["templates"],
+               "methods": data["methods"], "templates": data["templates"], "filters": data["filters"],
                "limits": {k: data["limits"][k] for k in ("max_documents", "max_records")}}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
 
@@ -205,6 +206,11 @@ class UnitRunner:
         self.pending = state.get("pending", 0)
         self.usage = RunCounters(**state.get("usage", {}))
         self.recipe_hash = recipe_hash(recipe)
+        self.filters = create_filters(recipe.filters)
+        if state:  # filters that compare rows must see the rows written before the interruption
+            for kind, row in writer.iter_rows():
+                for row_filter in self.filters:
+                    row_filter.observe(kind, row)
         self._checkpointed = time.monotonic()
 
     def _full(self) -> bool:
@@ -218,6 +224,18 @@ class UnitRunner:
                  "writer": self.writer.snapshot()}
         write_json(self.writer.run_dir / CHECKPOINT, state)
         self._checkpointed = time.monotonic()
+
+    def _write_record(self, record: Record, unit: Unit) -> None:
+        """Write a row unless a filter drops it; a dropped row is a reject naming the filter."""
+        row = self._with_provenance(record, unit)
+        for row_filter in self.filters:
+            why = row_filter.check(record.kind, row, self.ctx.backend.tokenizer)
+            if why is not None:
+                self.writer.write_reject(unit.key(), f"filtered_{row_filter.label}", why, dump_line(row)[:4000])
+                return
+        if self.writer.write_row(record.kind, row, unit.key()):
+            for row_filter in self.filters:
+                row_filter.observe(record.kind, row)
 
     def _with_provenance(self, record: Record, unit: Unit) -> dict[str, Any]:
         """The row with what every row carries: source spans, lcsynth version, recipe hash."""
@@ -242,7 +260,7 @@ class UnitRunner:
                 for record in outcome:
                     if self._full():
                         break
-                    self.writer.write_row(record.kind, self._with_provenance(record, unit), unit.key())
+                    self._write_record(record, unit)
             self.progress.update(self.writer, self.units)
         if time.monotonic() - self._checkpointed >= self.checkpoint_seconds:
             self.checkpoint()
@@ -287,6 +305,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
     """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
+    create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
     state = read_checkpoint(recipe) if batch_out is None else None
     run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
     started = time.time()

@@ -14,6 +14,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,6 +131,13 @@ class RunWriter:
         self._finish(REJECTS, sum(self.rejects.values()))
         return dict(sorted(self.finished.items()))
 
-    def row_files(self, kind: str) -> list[Path]:
-        """The finished shard files of a kind, in order."""
-        return sorted(self.run_dir / name for name in self.finished if name.startswith(f"{kind}-"))
+    def iter_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every row written so far (finished shards, then open ones), in order, with its kind."""
+        self.snapshot()
+        names = sorted([*(n for n in self.finished if n != REJECTS), *(n for n in self._files if n != REJECTS)])
+        for name in names:
+            path = self.run_dir / name if name in self.finished else self.run_dir / f"{name}.partial"
+            kind = name.rsplit("-", 1)[0]
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    yield kind, json.loads(line)

@@ -1,0 +1,130 @@
+"""Row filters applied as rows commit, in plan order: each drop is a reject that says which filter and why.
+
+Filters see rows in the same order every run, so near-duplicate removal keeps the same first copy, and a
+resumed run rebuilds their state from the rows already written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lcsynth.config import TokenCount, format_validation_error
+from lcsynth.errors import ConfigError
+from lcsynth.quality import repeated_ngram_ratio
+from lcsynth.tokens import Tokenizer
+
+Part = Literal["assistant", "user", "all"]
+_WORD = re.compile(r"\w+")
+
+
+def row_text(kind: str, row: dict[str, Any], part: Part = "all") -> str:
+    """The text of a row a filter looks at: `text` for pretraining rows, else the chosen message roles."""
+    if kind == "pretrain":
+        return row.get("text", "")
+    messages = list(row.get("messages") or []) + list(row.get("prompt") or []) + list(row.get("chosen") or [])
+    roles = {"assistant": {"assistant"}, "user": {"user", "system"}, "all": {"assistant", "user", "system"}}[part]
+    return "\n".join(m["content"] for m in messages if m.get("role") in roles)
+
+
+class RowFilter(BaseModel):
+    """Base of filters: parameters come from the recipe's `filters:` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    label: ClassVar[str]
+
+    def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+        """None to keep the row, or why it is dropped."""
+        raise NotImplementedError
+
+    def observe(self, kind: str, row: dict[str, Any]) -> None:
+        """Remember a kept row (for filters that compare rows)."""
+
+
+class LengthFilter(RowFilter):
+    """Keep rows whose text is within [min_tokens, max_tokens] tokens of the model's tokenizer."""
+
+    label = "length"
+    min_tokens: TokenCount | None = None
+    max_tokens: TokenCount | None = None
+    part: Part = "all"
+
+    def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+        """Count tokens and compare with the bounds."""
+        count = len(tokenizer.encode(row_text(kind, row, self.part)))
+        if self.min_tokens is not None and count < self.min_tokens:
+            return f"{count} tokens < min_tokens {self.min_tokens}"
+        if self.max_tokens is not None and count > self.max_tokens:
+            return f"{count} tokens > max_tokens {self.max_tokens}"
+        return None
+
+
+class RepetitionFilter(RowFilter):
+    """Drop rows whose generated text repeats its own word n-grams too much (loops, stutter)."""
+
+    label = "repetition"
+    max_ratio: float = Field(default=0.3, gt=0, le=1)
+    n: int = Field(default=3, ge=1)
+    part: Part = "assistant"
+
+    def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+        """Share of repeated n-grams against the limit."""
+        ratio = repeated_ngram_ratio(row_text(kind, row, self.part), self.n)
+        return f"repeated {self.n}-gram ratio {ratio} > {self.max_ratio}" if ratio > self.max_ratio else None
+
+
+class MinHashDedupFilter(RowFilter):
+    """Drop a row whose text is a near-duplicate (estimated Jaccard ≥ threshold) of an earlier kept row."""
+
+    label = "minhash"
+    threshold: float = Field(default=0.85, gt=0, le=1)
+    num_perm: int = Field(default=128, ge=16)
+    shingle_words: int = Field(default=5, ge=1)
+    part: Part = "assistant"
+
+    def model_post_init(self, context: Any) -> None:
+        """Create the LSH index (datasketch) that remembers kept rows."""
+        from datasketch import MinHashLSH
+
+        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        self._seen = 0
+
+    def _signature(self, kind: str, row: dict[str, Any]) -> Any:
+        from datasketch import MinHash
+
+        words = _WORD.findall(row_text(kind, row, self.part).lower())
+        k = self.shingle_words
+        signature = MinHash(num_perm=self.num_perm, seed=1)
+        for i in range(max(len(words) - k + 1, 1)):
+            signature.update(" ".join(words[i : i + k]).encode())
+        return signature
+
+    def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+        """Query the index for an earlier row this one nearly repeats."""
+        matches = self._lsh.query(self._signature(kind, row))
+        return f"near-duplicate of an earlier row (estimated Jaccard >= {self.threshold})" if matches else None
+
+    def observe(self, kind: str, row: dict[str, Any]) -> None:
+        """Index a kept row under its position among kept rows."""
+        self._lsh.insert(f"{kind}:{self._seen:09d}", self._signature(kind, row))
+        self._seen += 1
+
+
+FILTERS: dict[str, type[RowFilter]] = {cls.label: cls for cls in (LengthFilter, RepetitionFilter, MinHashDedupFilter)}
+
+
+def create_filters(specs: list[dict[str, Any]]) -> list[RowFilter]:
+    """Build the recipe's `filters:` list; unknown names and bad parameters are one-line errors."""
+    built = []
+    for position, spec in enumerate(specs):
+        name = spec.get("name")
+        if name not in FILTERS:
+            raise ConfigError(f"filters.{position}.name: unknown filter '{name}'; known: {', '.join(sorted(FILTERS))}")
+        try:
+            built.append(FILTERS[name].model_validate(spec))
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"filters.{position} ({name})")) from None
+    return built
