@@ -52,6 +52,10 @@ def generate(
                  *(["output.resume=false"] if fresh else [])]
     loaded = load_recipe(recipe, overrides)
     summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out))
+    if not quiet:
+        from lcsynth.progress import summary_table
+
+        err.print(summary_table(summary.manifest, summary.timings))
     rows = ", ".join(f"{n} {kind}" for kind, n in summary.rows.items()) or "no rows"
     rejects = sum(summary.rejects.values())
     err.print(f"[green]done[/]: {rows}, {rejects} rejects → {summary.run_dir}")

@@ -12,6 +12,7 @@ from typing import Any
 from lcsynth import __version__
 from lcsynth.config import Recipe
 from lcsynth.methods.base import RunCounters
+from lcsynth.progress import cost_of
 from lcsynth.sink import RunWriter
 
 _VERSIONED = ("llama-cpp-python", "openai", "datasets", "jsonschema", "pydantic", "vllm")
@@ -31,10 +32,7 @@ def package_versions() -> dict[str, str]:
 def build_manifest(recipe: Recipe, model_id: str, stats: dict[str, int], counters: RunCounters, units: int,
                    writer: RunWriter, files: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to know what a run produced and to reproduce it (no wall-clock values)."""
-    price = recipe.backend.price
-    cost = None
-    if price is not None:
-        cost = round((counters.prompt_tokens * price.prompt + counters.completion_tokens * price.completion) / 1e6, 6)
+    cost = cost_of(counters, recipe.backend.price)
     return {
         "recipe": recipe.model_dump(mode="json"),
         "model": model_id,
@@ -51,7 +49,7 @@ def build_manifest(recipe: Recipe, model_id: str, stats: dict[str, int], counter
             "completion": counters.completion_tokens,
             "requests": counters.requests,
         },
-        "cost": cost,
+        "cost": round(cost, 6) if cost is not None else None,
         "files": files,
         "versions": package_versions(),
     }

@@ -56,6 +56,7 @@ class RunSummary:
     rows: dict[str, int]
     rejects: dict[str, int]
     manifest: dict[str, Any]
+    timings: dict[str, Any]
     pending: int = 0
     batch_requests: int = 0
 
@@ -324,7 +325,9 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
         docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
-        with RunProgress(counters, stats, enabled=show_progress) as progress:
+        total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
+                                                                                   for m in methods)
+        with RunProgress(counters, stats, show_progress, total or None, recipe.backend.price) as progress:
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             await runner.run(plan_units(docs, methods))
         runner.checkpoint()
@@ -339,7 +342,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     manifest["counts"]["pending"] = runner.pending
     write_json(run_dir / "manifest.json", manifest)
     (run_dir / CHECKPOINT).unlink()
-    write_json(run_dir / "timings.json", {
+    timings = {
         "wall_seconds": round(time.time() - started, 3),
         "backend_start_seconds": round(backend_ready - started, 3),
         "cache_hits": counters.cache_hits,
@@ -347,10 +350,8 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         "generation_seconds": round(generating, 3),
         "requests_per_second": round(counters.requests / generating, 3) if generating else None,
         "completion_tokens_per_second": round(counters.completion_tokens / generating, 1) if generating else None,
-    })
-    return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest, runner.pending, batch_requests)
+    }
+    write_json(run_dir / "timings.json", timings)
+    return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest, timings, runner.pending,
+                      batch_requests)
 
-
-def dumps_summary(summary: RunSummary) -> str:
-    """A short JSON summary for scripts."""
-    return json.dumps({"run_dir": str(summary.run_dir), "rows": summary.rows, "rejects": summary.rejects})

@@ -1,4 +1,4 @@
-"""Live progress of a run on stderr: units, rows, rejects, requests in flight, tokens per second."""
+"""Live progress of a run on stderr, and the summary table printed when it ends."""
 
 from __future__ import annotations
 
@@ -6,22 +6,33 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
+from lcsynth.config import PriceSpec
 from lcsynth.methods.base import RunCounters
 
 
-class RunProgress:
-    """A one-line rich display, refreshed as units finish; silent when disabled."""
+def cost_of(counters: RunCounters, price: PriceSpec | None) -> float | None:
+    """Estimated spend for the tokens counted so far, from a price table per million tokens."""
+    if price is None:
+        return None
+    return (counters.prompt_tokens * price.prompt + counters.completion_tokens * price.completion) / 1e6
 
-    def __init__(self, counters: RunCounters, stats: dict[str, int], enabled: bool = True) -> None:
-        self.counters, self.stats = counters, stats
+
+class RunProgress:
+    """A rich display refreshed as units commit: a bar when the number of units is known, else a counter."""
+
+    def __init__(self, counters: RunCounters, stats: dict[str, int], enabled: bool = True,
+                 total_units: int | None = None, price: PriceSpec | None = None) -> None:
+        self.counters, self.stats, self.price = counters, stats, price
         self.started = time.monotonic()
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            SpinnerColumn(), BarColumn(bar_width=24), TextColumn("{task.completed}/{task.total} units"),
+            TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), disable=not enabled, transient=False,
         )
-        self._task = self._progress.add_task("starting", total=None)
+        self._task = self._progress.add_task("starting", total=total_units)
 
     def __enter__(self) -> RunProgress:
         self._progress.start()
@@ -31,12 +42,32 @@ class RunProgress:
         self._progress.stop()
 
     def update(self, writer: Any, units: int) -> None:
-        """Redraw from the writer's counts and the backend counters."""
+        """Redraw from the writer's counts and the live counters."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rows = sum(writer.rows.values())
-        rejects = sum(writer.rejects.values())
-        tps = self.counters.completion_tokens / elapsed
-        self._progress.update(self._task, description=(
-            f"docs {self.stats['documents_read']} · units {units} · rows {rows} · rejects {rejects} · "
-            f"in flight {self.counters.in_flight} · {tps:.0f} tok/s"
-        ))
+        top = ", ".join(f"{reason} {n}" for reason, n in writer.rejects.most_common(2))
+        spent = cost_of(self.counters, self.price)
+        rate_in, rate_out = self.counters.prompt_tokens / elapsed, self.counters.completion_tokens / elapsed
+        description = (
+            f"docs {self.stats['documents_read']} · rows {rows} · rejects {sum(writer.rejects.values())}"
+            f"{f' ({top})' if top else ''} · in flight {self.counters.in_flight} · "
+            f"in {rate_in:.0f} / out {rate_out:.0f} tok/s{f' · ${spent:.4f}' if spent is not None else ''}"
+        )
+        self._progress.update(self._task, completed=units, description=description)
+
+
+def summary_table(manifest: dict[str, Any], timings: dict[str, Any]) -> Table:
+    """What a finished run produced, as a small table."""
+    counts, tokens = manifest["counts"], manifest["tokens"]
+    table = Table(title="run summary", show_header=False, title_justify="left")
+    for kind, n in counts["rows"].items():
+        table.add_row(f"{kind} rows", str(n))
+    for reason, n in counts["rejects"].items():
+        table.add_row(f"reject: {reason}", str(n))
+    table.add_row("documents read", str(counts["documents_read"]))
+    table.add_row("requests (cache hits)", f"{tokens['requests']} ({timings['cache_hits']})")
+    table.add_row("tokens in / out", f"{tokens['prompt']} / {tokens['completion']}")
+    table.add_row("generation time", f"{timings['generation_seconds']:.1f} s")
+    if manifest.get("cost") is not None:
+        table.add_row("estimated cost", f"${manifest['cost']:.4f}")
+    return table
