@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is neither a file nor a directory" || true
 	@echo "installing lcsynth and its dependencies into $(VENV) (full log: $(VENV)/install.log)"
-	@$(PY) -m pip install -v -e ".[dev]" 2>&1 | tee $(VENV)/install.log | awk -f scripts/pip-progress.awk \
+	@$(PY) -m pip install -v -e ".[dev]" 2>&1 | tee $(VENV)/install.log | awk -v tty=$$([ -t 1 ] && echo 1 || echo 0) -f scripts/pip-progress.awk \
 	  || { tail -n 40 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
