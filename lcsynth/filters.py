@@ -113,7 +113,31 @@ class MinHashDedupFilter(RowFilter):
         self._seen += 1
 
 
-FILTERS: dict[str, type[RowFilter]] = {cls.label: cls for cls in (LengthFilter, RepetitionFilter, MinHashDedupFilter)}
+class LanguageFilter(RowFilter):
+    """Keep rows whose text is detected (langdetect, seeded) as one of `languages` with enough confidence."""
+
+    label = "language"
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    min_probability: float = Field(default=0.8, gt=0, le=1)
+    part: Part = "assistant"
+
+    def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+        """Detect the language of the chosen text."""
+        from langdetect import DetectorFactory, detect_langs
+        from langdetect.lang_detect_exception import LangDetectException
+
+        DetectorFactory.seed = 0  # langdetect samples; a fixed seed makes its verdicts repeatable
+        try:
+            best = detect_langs(row_text(kind, row, self.part))[0]
+        except LangDetectException:
+            return "no language detected (no letters)"
+        if best.lang not in self.languages or best.prob < self.min_probability:
+            return f"detected {best.lang} ({best.prob:.2f}), want {'/'.join(self.languages)} >= {self.min_probability}"
+        return None
+
+
+FILTERS: dict[str, type[RowFilter]] = {cls.label: cls for cls in (LengthFilter, RepetitionFilter, MinHashDedupFilter,
+                                                                  LanguageFilter)}
 
 
 def create_filters(specs: list[dict[str, Any]]) -> list[RowFilter]:

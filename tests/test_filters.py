@@ -69,9 +69,27 @@ def test_dedup_state_survives_a_resume(tmp_path, scripted, monkeypatch):
         assert (done.run_dir / name).read_bytes() == (whole.run_dir / name).read_bytes()
 
 
+def test_language_filter_keeps_the_wanted_language(tmp_path, scripted):
+    answers = {"item0": "The json module reads and writes data in the JSON text format used on the web.",
+               "item1": "Le module json lit et écrit des données au format texte JSON utilisé sur le web.",
+               "item2": "12345 67890 +-*/ 12345"}
+
+    def reply_in_languages(request):
+        if request.prompt is not None:
+            return reply(request)
+        return text(answers[request.message_dicts()[-1]["content"].split("about ", 1)[1].rstrip("?")])
+
+    spec = recipe(corpus(tmp_path, [f"The doc says item{i}. " * 20 for i in range(3)]),
+                  filters=[{"name": "language", "languages": ["en"]}], methods=[{**LOOSE, "samples_per_document": 1}])
+    summary = asyncio.run(run_recipe(spec, scripted(reply_in_languages), show_progress=False))
+    assert [r["meta"]["doc_id"] for r in read(summary.run_dir / "sft-00000.jsonl")] == ["doc0"]
+    rejects = {r["doc_id"]: r["detail"] for r in read(summary.run_dir / "rejects.jsonl")}
+    assert rejects["doc1"].startswith("detected fr (") and rejects["doc2"] == "no language detected (no letters)"
+
+
 def test_unknown_filter_or_parameter_fails_before_any_work(tmp_path, scripted):
     path = corpus(tmp_path, ["The doc says a. " * 20])
-    with pytest.raises(ConfigError, match="filters.0.name: unknown filter 'lenght'; known: length, minhash"):
+    with pytest.raises(ConfigError, match="filters.0.name: unknown filter 'lenght'; known: language, length, minhash"):
         asyncio.run(run_recipe(recipe(path, filters=[{"name": "lenght"}]), scripted(reply)))
     with pytest.raises(ConfigError, match=r"filters.0 \(minhash\): treshold: unknown key"):
         asyncio.run(run_recipe(recipe(path, filters=[{"name": "minhash", "treshold": 0.5}]), scripted(reply)))
