@@ -82,6 +82,14 @@ def corpus_demo(
 
 
 @app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")]) -> None:
+    """Write (again) report.html and the token-length histograms of a finished run."""
+    from lcsynth.report import write_report
+
+    err.print(f"wrote {write_report(run_dir)}")
+
+
+@app.command()
 def ingest(
     run_dir: Annotated[Path, typer.Argument(help="The run folder a --batch-out round wrote.")],
     batch_results: Annotated[Path, typer.Option(help="The provider's batch output JSONL.")],

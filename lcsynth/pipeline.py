@@ -23,6 +23,7 @@ from lcsynth.filters import create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
 from lcsynth.progress import RunProgress
+from lcsynth.report import write_report
 from lcsynth.sink import RunWriter, dump_line
 from lcsynth.tokens import fit_tokens
 
@@ -287,8 +288,9 @@ class UnitRunner:
                     self._commit_ready()
                     break
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    task.result()  # a bug in a method surfaces here instead of vanishing
+                errors = [t.exception() for t in finished if not t.cancelled() and t.exception() is not None]
+                if errors:  # a bug in a method surfaces here instead of vanishing
+                    raise errors[0]
                 self._commit_ready()
         finally:
             for task in pending:
@@ -342,6 +344,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     manifest["counts"]["pending"] = runner.pending
     write_json(run_dir / "manifest.json", manifest)
     (run_dir / CHECKPOINT).unlink()
+    write_report(run_dir)
     timings = {
         "wall_seconds": round(time.time() - started, 3),
         "backend_start_seconds": round(backend_ready - started, 3),

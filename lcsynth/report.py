@@ -1,0 +1,91 @@
+"""The run report: `report.html` with token-length histograms per output kind and reject reasons (inline SVG)."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from lcsynth.errors import InputError
+
+BINS = 20
+
+
+def row_tokens(meta: dict[str, Any]) -> int | None:
+    """Tokens a row's conversation took, from the backend's own counts (prompt read + text written)."""
+    prompt = meta.get("prompt_tokens")
+    written = meta.get("answer_tokens", meta.get("output_tokens"))
+    return prompt + written if isinstance(prompt, int) and isinstance(written, int) else None
+
+
+def histogram(values: list[int], bins: int = BINS) -> list[tuple[int, int, int]]:
+    """(low, high, count) for equal-width bins over the values.
+
+    >>> histogram([1, 2, 3, 10], bins=3)
+    [(1, 4, 3), (4, 7, 0), (7, 10, 1)]
+    """
+    low, high = min(values), max(values)
+    width = max((high - low + bins - 1) // bins, 1)
+    counts = Counter(min((v - low) // width, bins - 1) for v in values)
+    return [(low + i * width, low + (i + 1) * width, counts.get(i, 0)) for i in range(bins)]
+
+
+def svg_bars(title: str, labels: list[str], counts: list[int], x_label: str) -> str:
+    """A small vertical bar chart as standalone SVG."""
+    width, height, pad = 640, 260, 40
+    top = max(counts) or 1
+    bar = (width - 2 * pad) / max(len(counts), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
+             f'<text x="{pad}" y="18" font-size="14">{html.escape(title)}</text>']
+    for i, (label, count) in enumerate(zip(labels, counts, strict=True)):
+        h = (height - 2 * pad - 10) * count / top
+        x, y = pad + i * bar, height - pad - h
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar * 0.9:.1f}" height="{h:.1f}" fill="#4c78a8">'
+                     f'<title>{html.escape(label)}: {count}</title></rect>')
+        if count:
+            parts.append(f'<text x="{x + bar * 0.45:.1f}" y="{y - 3:.1f}" text-anchor="middle">{count}</text>')
+    for i in (0, len(labels) - 1):
+        parts.append(f'<text x="{pad + i * bar:.1f}" y="{height - pad + 14}">{html.escape(labels[i])}</text>')
+    parts.append(f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">{html.escape(x_label)}</text></svg>')
+    return "".join(parts)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every row of a JSONL file."""
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write `report.html` and one `<kind>_lengths.svg` per row kind; return the report's path."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"{run_dir}: no readable manifest.json (is this a finished run?)") from None
+    sections = [f"<h1>lcsynth run {html.escape(run_dir.name)}</h1>",
+                f"<p>model {html.escape(manifest['model'])} · seed {manifest['seed']}</p>"]
+    for kind in manifest["counts"]["rows"]:
+        rows = [r for shard in sorted(run_dir.glob(f"{kind}-*.jsonl")) for r in read_jsonl(shard)]
+        lengths = [t for t in (row_tokens(r.get("meta", {})) for r in rows) if t is not None]
+        if not lengths:
+            sections.append(f"<p>{kind}: {len(rows)} rows, no token counts in their meta</p>")
+            continue
+        bins = histogram(lengths)
+        svg = svg_bars(f"{kind}: tokens per row ({len(lengths)} rows, {min(lengths)}–{max(lengths)})",
+                       [f"{lo}" for lo, _, _ in bins], [c for _, _, c in bins], "tokens (prompt read + text written)")
+        (run_dir / f"{kind}_lengths.svg").write_text(svg, encoding="utf-8")
+        sections.append(svg)
+    rejects = manifest["counts"]["rejects"]
+    if rejects:
+        reasons = sorted(rejects, key=lambda r: -rejects[r])
+        sections.append(svg_bars("rejects by reason", reasons, [rejects[r] for r in reasons], "reason"))
+        sections.append("<ul>" + "".join(f"<li>{html.escape(r)}: {rejects[r]}</li>" for r in reasons) + "</ul>")
+    tokens = manifest["tokens"]
+    sections.append(f"<p>requests {tokens['requests']} · tokens in {tokens['prompt']} · out {tokens['completion']}</p>")
+    path = run_dir / "report.html"
+    path.write_text("<!doctype html><meta charset='utf-8'><title>lcsynth report</title>\n" + "\n".join(sections),
+                    encoding="utf-8")
+    return path

@@ -1,0 +1,31 @@
+"""The run report: histograms of tokens per row and reject reasons, written with the run and on demand."""
+
+import asyncio
+import re
+import subprocess
+import sys
+
+from test_pipeline import corpus, numbered_reply, read, recipe
+
+from lcsynth.pipeline import run_recipe
+
+
+def test_a_finished_run_has_a_report_with_length_histogram_and_reject_reasons(tmp_path, scripted):
+    texts = [f"The doc says item{i}. " * (10 + 5 * i) for i in range(6)] + ["The doc says bad. " * 20]
+    summary = asyncio.run(run_recipe(recipe(corpus(tmp_path, texts)), scripted(numbered_reply), show_progress=False))
+    report = (summary.run_dir / "report.html").read_text()
+    svg = (summary.run_dir / "sft_lengths.svg").read_text()
+    rows = read(summary.run_dir / "sft-00000.jsonl")
+    assert svg.startswith("<svg") and svg in report
+    assert f"sft: tokens per row ({len(rows)} rows" in svg
+    bar_counts = [int(n) for n in re.findall(r"</title></rect><text [^>]*text-anchor=\"middle\">(\d+)</text>", svg)]
+    assert sum(bar_counts) == len(rows) == 12
+    assert "rejects by reason" in report and "<li>no_question: 2</li>" in report
+
+    (summary.run_dir / "report.html").unlink()
+    again = subprocess.run([sys.executable, "-m", "lcsynth.cli", "report", str(summary.run_dir)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and (summary.run_dir / "report.html").read_text() == report
+    missing = subprocess.run([sys.executable, "-m", "lcsynth.cli", "report", str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no readable manifest.json" in missing.stderr
