@@ -40,6 +40,11 @@ def generate(
                                                          "resuming it (resuming is the default).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an unfinished run of this name (the default; "
                                                            "fails if the recipe changed).")] = False,
+    retry_rejects: Annotated[bool, typer.Option(
+        "--retry-rejects", help="Make the finished run again with its rejected units on new seeds (the rest "
+        "replays from the cache).")] = False,
+    reason: Annotated[list[str] | None, typer.Option("--reason", help="With --retry-rejects: only rejects of this "
+                                                     "reason (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a recipe and write its dataset under output.root/output.name; an interrupted run resumes."""
@@ -51,7 +56,10 @@ def generate(
     overrides = [*(set_ or []), *([f"backend.type={backend}"] if backend else []),
                  *(["output.resume=false"] if fresh else [])]
     loaded = load_recipe(recipe, overrides)
-    summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out))
+    if reason and not retry_rejects:
+        raise ConfigError("--reason goes with --retry-rejects")
+    retry = (reason or []) if retry_rejects else None
+    summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out, retry_reasons=retry))
     if not quiet:
         from lcsynth.progress import summary_table
 

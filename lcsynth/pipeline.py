@@ -92,6 +92,29 @@ def read_checkpoint(recipe: Recipe) -> dict[str, Any] | None:
     return state
 
 
+ATTEMPTS = "attempts.json"
+
+
+def unit_id(key: dict[str, Any]) -> str:
+    """A unit's identity as one string (method, document id, sample)."""
+    return json.dumps([key["method"], key["doc_id"], key["sample"]])
+
+
+def next_attempts(recipe: Recipe, reasons: list[str]) -> dict[str, int]:
+    """Attempt numbers for a retry of a finished run: its rejected units (of `reasons`, or all) go up by one."""
+    run_dir = recipe.run_dir()
+    if not (run_dir / "manifest.json").exists():
+        raise ConfigError(f"--retry-rejects: {run_dir} holds no finished run to retry")
+    attempts = json.loads((run_dir / ATTEMPTS).read_text()) if (run_dir / ATTEMPTS).exists() else {}
+    with (run_dir / "rejects.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            reject = json.loads(line)
+            if reject["method"] is not None and (not reasons or reject["reason"] in reasons):
+                key = unit_id(reject)
+                attempts[key] = attempts.get(key, 0) + 1
+    return attempts
+
+
 def prepare_run_dir(recipe: Recipe) -> Path:
     """Create the run folder, clearing an earlier run of the same name when `output.overwrite` allows."""
     run_dir = recipe.run_dir()
@@ -168,10 +191,11 @@ def plan_units(docs: Iterator[tuple[Document, Reject | None]], methods: list[Met
                 index += 1
 
 
-async def run_unit(unit: Unit, ctx: MethodContext, seed: int) -> tuple[Unit, Outcome, RunCounters | None]:
+async def run_unit(unit: Unit, ctx: MethodContext, seed: int,
+                   attempt: int = 0) -> tuple[Unit, Outcome, RunCounters | None]:
     """Run one unit; a Reject (with the hash of the request behind it) or Pending is returned, not raised."""
     assert unit.method is not None and unit.sample is not None
-    rng = unit_rng(seed, unit.method.name, unit.doc.id, unit.sample)
+    rng = unit_rng(seed, unit.method.name, unit.doc.id, unit.sample, attempt)
     unit_ctx = ctx.fork()
     outcome: Outcome
     try:
@@ -208,6 +232,7 @@ class UnitRunner:
         self.pending = state.get("pending", 0)
         self.usage = RunCounters(**state.get("usage", {}))
         self.recipe_hash = recipe_hash(recipe)
+        self.attempts: dict[str, int] = {}
         self.filters = create_filters(recipe.filters)
         if state:  # filters that compare rows must see the rows written before the interruption
             for kind, row in writer.iter_rows():
@@ -242,6 +267,8 @@ class UnitRunner:
     def _with_provenance(self, record: Record, unit: Unit) -> dict[str, Any]:
         """The row with what every row carries: source spans, lcsynth version, recipe hash."""
         record.meta.setdefault("source_spans", {unit.doc.id: unit.doc.meta.get("token_spans")})
+        if self.attempts.get(unit_id(unit.key())):
+            record.meta["attempt"] = self.attempts[unit_id(unit.key())]
         record.meta["lcsynth"] = __version__
         record.meta["recipe_hash"] = self.recipe_hash
         return record.to_row()
@@ -298,19 +325,29 @@ class UnitRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run_one(self, unit: Unit) -> None:
-        self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed)
+        attempt = self.attempts.get(unit_id(unit.key()), 0)
+        self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt)
 
 
 async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
-                     batch_out: Path | None = None) -> RunSummary:
+                     batch_out: Path | None = None, retry_reasons: list[str] | None = None) -> RunSummary:
     """Run a whole recipe and write its outputs; returns counts and the manifest.
 
     With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
+    With `retry_reasons` (a list; empty means every reason), the finished run of this name is made again:
+    its rejected units run with new seeds, everything else replays from the cache.
     """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
-    state = read_checkpoint(recipe) if batch_out is None else None
+    attempts = next_attempts(recipe, retry_reasons) if retry_reasons is not None else None
+    state = read_checkpoint(recipe) if batch_out is None and attempts is None else None
+    if attempts is None and state is None and (recipe.run_dir() / ATTEMPTS).exists():
+        attempts = json.loads((recipe.run_dir() / ATTEMPTS).read_text())  # a rerun keeps earlier retries
     run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
+    if state and (run_dir / ATTEMPTS).exists():
+        attempts = json.loads((run_dir / ATTEMPTS).read_text())
+    if attempts:
+        write_json(run_dir / ATTEMPTS, attempts)
     started = time.time()
     backend = backend or create_backend(recipe.backend)
     if batch_out is not None:
@@ -331,6 +368,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
                                                                                    for m in methods)
         with RunProgress(counters, stats, show_progress, total or None, recipe.backend.price) as progress:
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
+            runner.attempts = attempts or {}
             await runner.run(plan_units(docs, methods))
         runner.checkpoint()
         files = writer.close()

@@ -54,3 +54,9 @@ def test_corpus_demo_writes_jsonl(tmp_path):
     assert f"wrote {len(lines)} documents" in result.stderr
     first = json.loads(lines[0])
     assert first["id"] == "pydoc:argparse" and "ArgumentParser" in first["text"]
+
+
+def test_reason_needs_retry_rejects(tmp_path):
+    (tmp_path / "r.yaml").write_text("methods: [{name: longmagpie}]\n")
+    result = lcsynth("generate", "r.yaml", "--reason", "no_question")
+    assert result.returncode == 2 and result.stderr.strip() == "error: --reason goes with --retry-rejects"

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import pytest
+from conftest import text
 from test_pipeline import corpus, numbered_reply, read, recipe
 
 from lcsynth.errors import ConfigError
@@ -65,3 +66,30 @@ def test_a_changed_recipe_does_not_resume_silently(tmp_path, scripted, monkeypat
     fresh = recipe(path, seed=7, output={"resume": False}, limits={"max_in_flight": 3})
     summary = asyncio.run(run_recipe(fresh, scripted(numbered_reply), show_progress=False))
     assert len(read(summary.run_dir / "sft-00000.jsonl")) == 16
+
+
+def test_retry_rejects_reruns_only_rejected_units_with_new_seeds(tmp_path, scripted):
+    path = corpus(tmp_path, [f"The doc says item{i}. " * 20 for i in range(3)])
+    flaky = {"first": True}
+
+    def reply(request):  # the first round answers doc1's units badly, later rounds well
+        if request.prompt is not None and "item1" in request.prompt and flaky["first"]:
+            return text("Tell me.")
+        return numbered_reply(request)
+
+    spec = recipe(path)
+    first = asyncio.run(run_recipe(spec, scripted(reply), show_progress=False))
+    assert first.rows == {"sft": 4} and first.rejects == {"no_question": 2}
+    flaky["first"] = False
+    backend = scripted(reply)
+    retried = asyncio.run(run_recipe(spec, backend, show_progress=False, retry_reasons=["no_question"]))
+    assert retried.rows == {"sft": 6} and retried.rejects == {}
+    assert len(backend.history) == 4  # doc1's two units, query and answer each; the rest came from the cache
+    rows = read(retried.run_dir / "sft-00000.jsonl")
+    assert [r["meta"].get("attempt") for r in rows] == [None, None, 1, 1, None, None]
+    assert [r["meta"]["doc_id"] for r in rows] == ["doc0", "doc0", "doc1", "doc1", "doc2", "doc2"]
+    again = scripted(reply)  # a plain rerun keeps the retried outcome (same seeds, from the cache)
+    rerun = asyncio.run(run_recipe(spec, again, show_progress=False))
+    assert again.history == [] and read(rerun.run_dir / "sft-00000.jsonl") == rows
+    with pytest.raises(ConfigError, match="holds no finished run to retry"):
+        asyncio.run(run_recipe(recipe(path, output={"name": "never"}), scripted(reply), retry_reasons=[]))

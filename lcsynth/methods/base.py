@@ -139,9 +139,13 @@ class Method:
         raise NotImplementedError
 
 
-def unit_rng(seed: int, method: str, doc_id: str, sample: int) -> random.Random:
-    """The rng of one unit, derived from (seed, method, document, sample) alone, never from run order."""
-    key = f"{seed}\x1f{method}\x1f{doc_id}\x1f{sample}".encode()
+def unit_rng(seed: int, method: str, doc_id: str, sample: int, attempt: int = 0) -> random.Random:
+    """The rng of one unit, derived from (seed, method, document, sample) alone, never from run order.
+
+    A retried unit (`--retry-rejects`) gets attempt 1, 2, …, and with it new seeds.
+    """
+    key = f"{seed}\x1f{method}\x1f{doc_id}\x1f{sample}" + (f"\x1f{attempt}" if attempt else "")
+    key = key.encode()
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
 
 
