@@ -16,6 +16,7 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lcsynth.backends.base import Request
 from lcsynth.config import format_validation_error
 from lcsynth.errors import ConfigError
 from lcsynth.paths import data_dir
@@ -132,6 +133,20 @@ class RenderedPrompt:
 
     messages: list[dict[str, str]] | None = None
     prompt: str | None = None
+
+
+def template_request(template: PromptTemplate, rendered: RenderedPrompt, seed: int, max_tokens: int | None = None,
+                     temperature: float | None = None, extra_stop: tuple[str, ...] = (),
+                     json_schema: dict[str, Any] | None = None) -> Request:
+    """A request for a rendered template: method overrides first, then the template's defaults."""
+    defaults = template.defaults
+    messages = tuple((m["role"], m["content"]) for m in rendered.messages) if rendered.messages is not None else None
+    return Request(
+        messages=messages, prompt=rendered.prompt if messages is None else None,
+        max_tokens=max_tokens or defaults.max_tokens or 512,
+        temperature=defaults.temperature if temperature is None else temperature,
+        top_p=defaults.top_p, seed=seed, stop=(*defaults.stop, *extra_stop), json_schema=json_schema,
+    )
 
 
 def _template_line(exc: BaseException) -> str:

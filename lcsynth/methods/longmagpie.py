@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.backends.base import Completion, Request
+from lcsynth.backends.base import Completion
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.quality import copies_source, question_line, repeated_ngram_ratio
-from lcsynth.templates import PromptTemplate
+from lcsynth.templates import RenderedPrompt, template_request
 
 # Chat markup a raw prompt adds around the document (role headers, end-of-turn tokens), with margin.
 _MARKUP_TOKENS = 64
@@ -54,13 +54,17 @@ class LongMagpieMethod(Method):
         query_template = ctx.template(self.params.query_template)
         context = ctx.render(query_template, document=doc.text, meta=doc.meta).messages or []
         prompt = ctx.backend.chat_template.self_query_prompt(context)
-        raw = await ctx.complete(self._request(query_template, query_seed, prompt=prompt))
+        # only the first line of the query is kept, so generation stops there
+        stop = ("\n",) if self.params.query_filter != "none" else ()
+        raw = await ctx.complete(template_request(query_template, RenderedPrompt(prompt=prompt), query_seed,
+                                                  self.params.query_max_tokens, self.params.temperature, stop))
         query = self.clean_query(raw.text, doc.text)
         ctx.check({"query": query}, query_template.schema() or "longmagpie_query", "invalid_query", raw.text)
 
         answer_template = ctx.template(self.params.answer_template)
-        messages = ctx.render(answer_template, document=doc.text, query=query, meta=doc.meta).messages or []
-        answered = await ctx.complete(self._request(answer_template, answer_seed, messages=messages))
+        rendered = ctx.render(answer_template, document=doc.text, query=query, meta=doc.meta)
+        answered = await ctx.complete(template_request(answer_template, rendered, answer_seed,
+                                                       self.params.answer_max_tokens, self.params.temperature))
         answer = self.clean_answer(answered)
         ctx.check({"answer": answer}, answer_template.schema() or "longmagpie_answer", "invalid_answer")
 
@@ -79,24 +83,6 @@ class LongMagpieMethod(Method):
             "answer_tokens": answered.usage.completion_tokens,
         }
         return [Record(self.kind, {"messages": conversation}, meta)]
-
-    def _request(self, template: PromptTemplate, seed: int, **body) -> Request:
-        defaults = template.defaults
-        is_query = "prompt" in body
-        max_tokens = self.params.query_max_tokens if is_query else self.params.answer_max_tokens
-        temperature = defaults.temperature if self.params.temperature is None else self.params.temperature
-        common = {
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "top_p": defaults.top_p,
-            "seed": seed,
-            "stop": tuple(defaults.stop),
-        }
-        if is_query:
-            if self.params.query_filter != "none":  # only the first line is kept: stop writing there
-                common["stop"] = (*common["stop"], "\n")
-            return Request(prompt=body["prompt"], **common)
-        return Request.chat(body["messages"], **common)
 
     def clean_query(self, text: str, document: str) -> str:
         """Keep the question LongMagpie keeps, or raise Reject saying why there is none."""

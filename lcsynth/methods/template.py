@@ -17,6 +17,7 @@ from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.parsing import parse_output
+from lcsynth.templates import template_request
 
 
 class TemplateParams(BaseModel):
@@ -53,17 +54,9 @@ class TemplateMethod(Method):
         schema = template.schema()
         for attempt in range(self.params.json_retries + 1):
             seed = rng.randrange(2**31)  # a new seed each attempt: the same request would fail the same way
-            request = Request(
-                messages=tuple((m["role"], m["content"]) for m in rendered.messages) if rendered.messages else None,
-                prompt=rendered.prompt,
-                max_tokens=self.params.max_tokens or template.defaults.max_tokens or 512,
-                temperature=template.defaults.temperature if self.params.temperature is None
-                else self.params.temperature,
-                top_p=template.defaults.top_p,
-                seed=seed,
-                stop=tuple(template.defaults.stop),
-                json_schema=schema if schema and template.parse == "json" and self.params.constrained else None,
-            )
+            constrained = schema if schema and template.parse == "json" and self.params.constrained else None
+            request = template_request(template, rendered, seed, self.params.max_tokens, self.params.temperature,
+                                       json_schema=constrained)
             completion = await ctx.complete(request)
             try:
                 output = self._parse(completion, request, template, schema, ctx)
