@@ -27,13 +27,15 @@ DEMO_MODULES = (
 # pydoc prints the path of the module's source file: it is no documentation text,
 # and the path would make the corpus differ between machines.
 _FILE_SECTION = re.compile(r"\nFILE\n    .*?(?=\n\S|\Z)", re.S)
+# Default values such as `<object object at 0x7f20...>` print a memory address that changes every process.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def render_module(name: str) -> str:
     """Render one module's documentation as plain text, without machine-specific paths."""
     module = importlib.import_module(name)
     text = pydoc.render_doc(module, title="Python Library Documentation: %s", renderer=pydoc.plaintext)
-    return _FILE_SECTION.sub("", text).strip() + "\n"
+    return _ADDRESS.sub("", _FILE_SECTION.sub("", text)).strip() + "\n"
 
 
 def iter_demo_documents(modules: tuple[str, ...] = DEMO_MODULES) -> Iterator[Document]:

@@ -99,3 +99,13 @@ def test_demo_corpus_written_as_jsonl_reads_back(tmp_path):
     docs = list(iter_documents(CorpusSpec(type="jsonl", path=str(path))))
     assert len(docs) >= 50
     assert docs[1].id == "pydoc:ast" and docs[1].meta["module"] == "ast"
+
+
+def test_demo_corpus_is_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    code = "from lcsynth.demo_corpus import render_module; print(render_module('configparser'), end='')"
+    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+                     for _ in range(2))
+    assert first == second and "fallback=<object object>" in first and " at 0x" not in first
