@@ -100,12 +100,18 @@ def unit_id(key: dict[str, Any]) -> str:
     return json.dumps([key["method"], key["doc_id"], key["sample"]])
 
 
+def saved_attempts(run_dir: Path) -> dict[str, int]:
+    """Attempt numbers of units an earlier --retry-rejects gave new seeds (empty when none)."""
+    path = run_dir / ATTEMPTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def next_attempts(recipe: Recipe, reasons: list[str]) -> dict[str, int]:
     """Attempt numbers for a retry of a finished run: its rejected units (of `reasons`, or all) go up by one."""
     run_dir = recipe.run_dir()
     if not (run_dir / "manifest.json").exists():
         raise ConfigError(f"--retry-rejects: {run_dir} holds no finished run to retry")
-    attempts = json.loads((run_dir / ATTEMPTS).read_text()) if (run_dir / ATTEMPTS).exists() else {}
+    attempts = saved_attempts(run_dir)
     with (run_dir / "rejects.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             reject = json.loads(line)
@@ -339,13 +345,11 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
-    attempts = next_attempts(recipe, retry_reasons) if retry_reasons is not None else None
-    state = read_checkpoint(recipe) if batch_out is None and attempts is None else None
-    if attempts is None and state is None and (recipe.run_dir() / ATTEMPTS).exists():
-        attempts = json.loads((recipe.run_dir() / ATTEMPTS).read_text())  # a rerun keeps earlier retries
+    retrying = retry_reasons is not None
+    # read before the run folder may be cleared: a rerun keeps earlier retries
+    attempts = next_attempts(recipe, retry_reasons or []) if retrying else saved_attempts(recipe.run_dir())
+    state = read_checkpoint(recipe) if batch_out is None and not retrying else None
     run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
-    if state and (run_dir / ATTEMPTS).exists():
-        attempts = json.loads((run_dir / ATTEMPTS).read_text())
     if attempts:
         write_json(run_dir / ATTEMPTS, attempts)
     started = time.time()
