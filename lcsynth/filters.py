@@ -7,14 +7,18 @@ resumed run rebuilds their state from the rows already written.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lcsynth.config import TokenCount, format_validation_error
+from lcsynth.context_gain import mean, scored_text, short_view
 from lcsynth.errors import ConfigError
 from lcsynth.quality import repeated_ngram_ratio
 from lcsynth.tokens import Tokenizer
+
+if TYPE_CHECKING:
+    from lcsynth.methods.base import MethodContext, Record
 
 Part = Literal["assistant", "user", "all"]
 _WORD = re.compile(r"\w+")
@@ -35,6 +39,7 @@ class RowFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     label: ClassVar[str]
+    needs_scores: ClassVar[bool] = False  # True: the backend must return log-probs (`score`)
 
     def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
         """None to keep the row, or why it is dropped."""
@@ -42,6 +47,9 @@ class RowFilter(BaseModel):
 
     def observe(self, kind: str, row: dict[str, Any]) -> None:
         """Remember a kept row (for filters that compare rows)."""
+
+    async def annotate(self, record: Record, ctx: MethodContext) -> None:
+        """Measure what `check` needs from the model, into the record's meta (runs in the unit, in parallel)."""
 
 
 class LengthFilter(RowFilter):
@@ -136,8 +144,44 @@ class LanguageFilter(RowFilter):
         return None
 
 
+class ContextGainFilter(RowFilter):
+    """Keep rows whose text the long context helps predict: LongFilter's information gain, from log-probs.
+
+    The answer (SFT, DPO chosen) or the last `tail_tokens` of a text (pretrain) is scored with all of its
+    context and with only the `short_window` tokens before it; rows gaining less than `min_gain` nats per
+    token are dropped. The gain is kept in `meta.context_gain` whether or not the row passes.
+    """
+
+    label = "context_gain"
+    needs_scores: ClassVar[bool] = True
+    short_window: TokenCount = 1024
+    min_gain: float = 0.0
+    tail_tokens: TokenCount = 1024
+
+    async def annotate(self, record: Record, ctx: MethodContext) -> None:
+        """Score the row twice (long and short context) and store the gain."""
+        backend = ctx.backend
+        text = scored_text(record.kind, record.to_row(), backend.tokenizer, backend.chat_template, self.tail_tokens)
+        if text is None or text.start < 1 or text.start >= len(text.tokens):
+            return
+        long = await ctx.score(text.tokens, text.start)
+        short_text = short_view(text, self.short_window)
+        short = await ctx.score(short_text.tokens, short_text.start) if short_text else long
+        record.meta["context_gain"] = {"gain": round(mean(long) - mean(short), 4), "long": round(mean(long), 4),
+                                       "short": round(mean(short), 4), "tokens": len(long),
+                                       "short_window": self.short_window}
+
+    def check(self, kind: str, row: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+        """Compare the measured gain with `min_gain` (rows with nothing to score pass)."""
+        measured = row.get("meta", {}).get("context_gain")
+        if measured is None or measured["gain"] >= self.min_gain:
+            return None
+        return (f"context gain {measured['gain']} nats/token < min_gain {self.min_gain} "
+                f"(window {self.short_window} tokens)")
+
+
 FILTERS: dict[str, type[RowFilter]] = {cls.label: cls for cls in (LengthFilter, RepetitionFilter, MinHashDedupFilter,
-                                                                  LanguageFilter)}
+                                                                  LanguageFilter, ContextGainFilter)}
 
 
 def create_filters(specs: list[dict[str, Any]]) -> list[RowFilter]:
@@ -152,3 +196,13 @@ def create_filters(specs: list[dict[str, Any]]) -> list[RowFilter]:
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, f"filters.{position} ({name})")) from None
     return built
+
+
+def check_scoring(specs: list[dict[str, Any]], backend: Any) -> None:
+    """Fail in one line when a filter needs log-probs the backend cannot give."""
+    from lcsynth.backends.base import can_score
+
+    for position, spec in enumerate(specs):
+        if FILTERS[spec["name"]].needs_scores and not can_score(backend):
+            raise ConfigError(f"filters.{position} ({spec['name']}): backend {backend.model_id} returns no "
+                              "log-probs; use llamacpp, vllm, or an openai endpoint that echoes prompt log-probs")

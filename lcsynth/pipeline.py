@@ -19,12 +19,13 @@ from lcsynth.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
 from lcsynth.errors import ConfigError, Pending, Reject
-from lcsynth.filters import create_filters
+from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
 from lcsynth.progress import RunProgress
 from lcsynth.report import write_report
 from lcsynth.sink import RunWriter, dump_line
+from lcsynth.timeline import Timeline
 from lcsynth.tokens import fit_tokens
 
 CHECKPOINT = "checkpoint.json"
@@ -197,15 +198,18 @@ def plan_units(docs: Iterator[tuple[Document, Reject | None]], methods: list[Met
                 index += 1
 
 
-async def run_unit(unit: Unit, ctx: MethodContext, seed: int,
-                   attempt: int = 0) -> tuple[Unit, Outcome, RunCounters | None]:
-    """Run one unit; a Reject (with the hash of the request behind it) or Pending is returned, not raised."""
+async def run_unit(unit: Unit, ctx: MethodContext, seed: int, attempt: int = 0,
+                   filters: list[RowFilter] = ()) -> tuple[Unit, Outcome, RunCounters | None]:
+    """Run one unit, then let filters measure its records; a Reject or Pending is returned, not raised."""
     assert unit.method is not None and unit.sample is not None
     rng = unit_rng(seed, unit.method.name, unit.doc.id, unit.sample, attempt)
     unit_ctx = ctx.fork()
     outcome: Outcome
     try:
         outcome = await unit.method.run(unit.doc, unit.sample, unit_ctx, rng)
+        for record in outcome:
+            for row_filter in filters:
+                await row_filter.annotate(record, unit_ctx)
     except Reject as reject:
         reject.request_hash = unit_ctx.last_request_hash
         outcome = reject
@@ -245,18 +249,20 @@ class UnitRunner:
                 for row_filter in self.filters:
                     row_filter.observe(kind, row)
         self._checkpointed = time.monotonic()
+        self.timeline = Timeline(writer.run_dir, ctx.counters)
 
     def _full(self) -> bool:
         cap = self.recipe.limits.max_records
         return cap is not None and sum(self.writer.rows.values()) >= cap
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, final: bool = False) -> None:
         """Record the committed prefix of the output (atomically) so a killed run can resume after it."""
         state = {"recipe_hash": self.recipe_hash, "next_unit": self.next_to_commit, "units": self.units,
                  "pending": self.pending, "usage": asdict(self.usage) | {"in_flight": 0},
                  "writer": self.writer.snapshot()}
         write_json(self.writer.run_dir / CHECKPOINT, state)
         self._checkpointed = time.monotonic()
+        self.timeline.sample(sum(self.writer.rows.values()), sum(self.writer.rejects.values()), force=final)
 
     def _write_record(self, record: Record, unit: Unit) -> None:
         """Write a row unless a filter drops it; a dropped row is a reject naming the filter."""
@@ -332,7 +338,7 @@ class UnitRunner:
 
     async def _run_one(self, unit: Unit) -> None:
         attempt = self.attempts.get(unit_id(unit.key()), 0)
-        self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt)
+        self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt, self.filters)
 
 
 async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
@@ -360,6 +366,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         backend = BatchBackend(backend, recipe.backend)
     cache = RequestCache(recipe.cache_path()) if recipe.cache.enabled else None
     try:
+        check_scoring(recipe.filters, backend)
         await backend.start()
         backend_ready = time.time()
         counters = RunCounters()
@@ -374,7 +381,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             runner.attempts = attempts or {}
             await runner.run(plan_units(docs, methods))
-        runner.checkpoint()
+        runner.checkpoint(final=True)
         files = writer.close()
         batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0
     finally:

@@ -1,4 +1,4 @@
-"""The run report: `report.html` with token-length histograms per output kind and reject reasons (inline SVG)."""
+"""The run report: `report.html` with token-length histograms per kind, reject reasons, throughput (inline SVG)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lcsynth.errors import InputError
+from lcsynth.timeline import rates, read_timeline
 
 BINS = 20
 
@@ -53,6 +54,38 @@ def svg_bars(title: str, labels: list[str], counts: list[int], x_label: str) -> 
     return "".join(parts)
 
 
+def svg_line(title: str, points: list[tuple[float, float]], x_label: str) -> str:
+    """A small line chart (one series, axes from zero) as standalone SVG."""
+    width, height, pad = 640, 260, 40
+    right = max((x for x, _ in points), default=1.0) or 1.0
+    top = max((y for _, y in points), default=1.0) or 1.0
+    path = " ".join(f"{pad + (width - 2 * pad) * x / right:.1f},{height - pad - (height - 2 * pad - 10) * y / top:.1f}"
+                    for x, y in points)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+            f'font-size="11"><rect width="100%" height="100%" fill="white"/>'
+            f'<text x="{pad}" y="18" font-size="14">{html.escape(title)}</text>'
+            f'<polyline fill="none" stroke="#4c78a8" stroke-width="1.5" points="{path}"/>'
+            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
+            f'<text x="{pad}" y="{height - pad + 14}">0</text>'
+            f'<text x="{width - pad}" y="{height - pad + 14}" text-anchor="end">{right:.0f}</text>'
+            f'<text x="{pad - 4}" y="{pad + 4}" text-anchor="end">{top:.0f}</text>'
+            f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">{html.escape(x_label)}</text></svg>')
+
+
+def throughput_section(run_dir: Path) -> list[str]:
+    """Charts of tokens written and rows committed per second over the run, from `timeline.jsonl`."""
+    samples = read_timeline(run_dir)
+    charts = []
+    for field, what in (("completion_tokens", "tokens out per second"), ("rows", "rows written per second")):
+        points = rates(samples, field)
+        if points:
+            peak = max(y for _, y in points)
+            charts.append(svg_line(f"{what} (peak {peak:.1f})", points, "seconds since the run started"))
+    if charts:
+        (run_dir / "throughput.svg").write_text(charts[0], encoding="utf-8")
+    return charts
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every row of a JSONL file."""
     with path.open(encoding="utf-8") as handle:
@@ -83,6 +116,7 @@ def write_report(run_dir: Path) -> Path:
         reasons = sorted(rejects, key=lambda r: -rejects[r])
         sections.append(svg_bars("rejects by reason", reasons, [rejects[r] for r in reasons], "reason"))
         sections.append("<ul>" + "".join(f"<li>{html.escape(r)}: {rejects[r]}</li>" for r in reasons) + "</ul>")
+    sections.extend(throughput_section(run_dir))
     tokens = manifest["tokens"]
     sections.append(f"<p>requests {tokens['requests']} · tokens in {tokens['prompt']} · out {tokens['completion']}</p>")
     path = run_dir / "report.html"

@@ -13,8 +13,9 @@ from aiohttp import web
 
 
 class FakeOpenAI:
-    def __init__(self, script=(), default=("ok", "fine"), delay: float = 0.0, responder=None):
+    def __init__(self, script=(), default=("ok", "fine"), delay: float = 0.0, responder=None, scorer=None):
         self.script = list(script)
+        self.scorer = scorer  # token ids -> log-prob of each after the first, for echo + logprobs requests
         self.responder = responder  # body -> text, used for ("ok", None) actions
         self.default = default
         self.delay = delay
@@ -48,6 +49,10 @@ class FakeOpenAI:
                 kind = "chat.completion"
             else:
                 choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+                if body.get("echo") and self.scorer is not None:
+                    choice["logprobs"] = {"tokens": [str(t) for t in body["prompt"]] + ["x"], "top_logprobs": None,
+                                          "token_logprobs": [None, *self.scorer(body["prompt"]), -1.0],
+                                          "text_offset": list(range(len(body["prompt"]) + 1))}
                 kind = "text_completion"
             return web.json_response({"id": "x", "object": kind, "created": 0, "model": body.get("model"),
                                       "choices": [choice], "usage": usage})

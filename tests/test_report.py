@@ -29,3 +29,23 @@ def test_a_finished_run_has_a_report_with_length_histogram_and_reject_reasons(tm
     missing = subprocess.run([sys.executable, "-m", "lcsynth.cli", "report", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no readable manifest.json" in missing.stderr
+
+
+def test_throughput_over_time_is_sampled_during_the_run_and_plotted(tmp_path, scripted, monkeypatch):
+    from lcsynth.pipeline import UnitRunner
+    from lcsynth.timeline import Timeline, read_timeline
+
+    monkeypatch.setattr(UnitRunner, "checkpoint_seconds", 0.0)
+    monkeypatch.setattr(Timeline, "every", 0.0)
+    texts = [f"The doc says item{i}. " * 20 for i in range(8)]
+    summary = asyncio.run(run_recipe(recipe(corpus(tmp_path, texts)), scripted(numbered_reply, jitter=0.02),
+                                     show_progress=False))
+    samples = read_timeline(summary.run_dir)
+    assert len(samples) >= 3 and {s["session"] for s in samples} == {0}
+    assert [s["rows"] for s in samples] == sorted(s["rows"] for s in samples)  # rows only accumulate
+    assert samples[-1]["rows"] == 16 and samples[-1]["requests"] == 32
+    assert samples[-1]["completion_tokens"] == summary.manifest["tokens"]["completion"]
+    report = (summary.run_dir / "report.html").read_text()
+    chart = (summary.run_dir / "throughput.svg").read_text()
+    assert chart in report and "tokens out per second (peak" in chart and "<polyline" in chart
+    assert "rows written per second" in report

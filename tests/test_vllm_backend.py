@@ -10,6 +10,7 @@ import pytest
 
 from lcsynth.backends.base import Request
 from lcsynth.config import BackendSpec
+from lcsynth.demo_corpus import render_module
 from lcsynth.errors import ConfigError, MissingExtra
 from lcsynth.schemas import validation_error
 
@@ -47,7 +48,7 @@ def gpu_ready() -> str | None:
 
 
 @pytest.mark.skipif(gpu_ready() is not None, reason=gpu_ready() or "")
-def test_vllm_on_gpu_chat_raw_structured_and_batched():
+def test_vllm_on_gpu_chat_raw_structured_batched_and_scored():
     from lcsynth.backends.vllm import VLLMBackend
 
     schema = {"type": "object", "properties": {"question": {"type": "string", "maxLength": 80}},
@@ -64,12 +65,19 @@ def test_vllm_on_gpu_chat_raw_structured_and_batched():
                                                          max_tokens=64, seed=3, json_schema=schema))
             many = await asyncio.gather(*(backend.complete(Request(prompt=f"Item {i}:", max_tokens=8, seed=i))
                                           for i in range(64)))
-            return chat, raw, shaped, many
+            passage = backend.tokenizer.encode(render_module("json"))[:300]
+            copy = passage + passage
+            long = await backend.score(copy, 400)
+            short = await backend.score(copy[336:], 64)
+            return chat, raw, shaped, many, (long, short)
         finally:
             await backend.aclose()
 
-    chat, raw, shaped, many = asyncio.run(main())
+    chat, raw, shaped, many, (long, short) = asyncio.run(main())
     assert chat.text.strip() and chat.usage.prompt_tokens > 0
     assert raw.text.strip()
     assert validation_error(json.loads(shaped.text), schema) is None
     assert len(many) == 64 and all(c.usage.completion_tokens > 0 for c in many)
+    # prompt log-probs: the repeated half is far better predicted with the first half in view
+    assert len(long) == len(short) == 200 and all(v <= 0 for v in long)
+    assert sum(long) / 200 - sum(short) / 200 > 1.0

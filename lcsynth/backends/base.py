@@ -89,6 +89,20 @@ class Backend(Protocol):
         ...
 
 
+def score_digest(model_id: str, tokens: list[int], start: int) -> str:
+    """The cache key of a scoring call: log-probs of `tokens[start:]` given the tokens before them."""
+    canonical = json.dumps({"model": model_id, "score": tokens, "start": start}, separators=(",", ":"))
+    return f"{REQUEST_HASH_VERSION}:score:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def can_score(backend: Backend) -> bool:
+    """Whether a backend returns prompt log-probs: `async score(tokens, start) -> list[float]`.
+
+    Scoring is optional; llamacpp, vllm and openai (servers that echo prompt log-probs) provide it.
+    """
+    return callable(getattr(backend, "score", None))
+
+
 BACKENDS = Registry("backend", "lcsynth.backends", {
     "llamacpp": "lcsynth.backends.llamacpp:LlamaCppBackend",
     "openai": "lcsynth.backends.openai_compat:OpenAIBackend",

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lcsynth.backends.base import Completion, Request, Usage
 from lcsynth.chat import ChatTemplate, template_from_metadata
 from lcsynth.config import BackendSpec
@@ -40,6 +42,18 @@ def local_server_command(port: int, model: str | None = None, context_length: in
         # the server's default cancels a running request when another arrives; clients send many at once
         "--interrupt_requests", "False", "--verbose", "False",
     ]
+
+
+def picked_logprobs(logits: Any, targets: list[int]) -> list[float]:
+    """Log-softmax of each row of `logits`, read at that row's target token.
+
+    >>> [round(x, 4) for x in picked_logprobs(np.array([[0.0, 0.0], [2.0, 0.0]]), [1, 0])]
+    [-0.6931, -0.1269]
+    """
+    rows = np.asarray(logits, dtype=np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    normaliser = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
+    return (rows[np.arange(len(targets)), targets] - normaliser).tolist()
 
 
 class LlamaCppBackend:
@@ -105,8 +119,39 @@ class LlamaCppBackend:
             Usage(usage["prompt_tokens"], usage["completion_tokens"]),
         )
 
+    def _score(self, tokens: list[int], start: int) -> list[float]:
+        llama = self._llama
+        if not 1 <= start < len(tokens):
+            raise ValueError(f"score needs 1 <= start < {len(tokens)}, got {start}")
+        if len(tokens) > self.context_length:
+            raise Reject("context_overflow", f"{len(tokens)} tokens to score > n_ctx {self.context_length}")
+        prefix = tokens[: start - 1]
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        common = 0
+        while common < min(len(cached), len(prefix)) and cached[common] == prefix[common]:
+            common += 1
+        llama.n_tokens = common  # keep the shared prefix's KV cache, as generation does
+        if common < len(prefix):
+            llama.eval(prefix[common:])
+        inputs, targets = tokens[start - 1 : -1], tokens[start:]
+        logprobs: list[float] = []
+        for i in range(0, len(inputs), llama.n_batch):
+            batch, n_past = inputs[i : i + llama.n_batch], llama.n_tokens
+            llama._ctx.kv_cache_seq_rm(-1, n_past, -1)
+            llama._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)  # logits at every position
+            llama._ctx.decode(llama._batch)
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(len(batch), llama.n_vocab()))
+            llama.input_ids[n_past : n_past + len(batch)] = batch
+            llama.n_tokens += len(batch)
+            logprobs.extend(picked_logprobs(logits, targets[i : i + len(batch)]))
+        return logprobs
+
     async def start(self) -> None:
         """Nothing to check: the model is loaded in-process."""
+
+    async def score(self, tokens: list[int], start: int) -> list[float]:
+        """Log-probs of `tokens[start:]` given the tokens before them (one forward pass, prefix reused)."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._score, tokens, start)
 
     async def complete(self, request: Request) -> Completion:
         """Generate in the worker thread so the event loop (progress, writers) keeps running."""

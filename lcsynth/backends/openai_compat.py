@@ -143,19 +143,40 @@ class OpenAIBackend:
 
     async def complete(self, request: Request) -> Completion:
         """Send with at most `max_concurrency` in flight, retrying transient failures; give up as a Reject."""
+        text = request.prompt or "".join(c for _, c in request.messages or ())
+        return await self._call(self._send, request, tokens=len(text) // 4 + request.max_tokens)
+
+    async def score(self, tokens: list[int], start: int) -> list[float]:
+        """Log-probs of `tokens[start:]` given the tokens before them: /completions with echo and logprobs.
+
+        vLLM, SGLang and TGI answer this; servers that do not return prompt log-probs fail in one line.
+        """
+        return await self._call(self._send_score, tokens, start, tokens=len(tokens))
+
+    async def _send_score(self, tokens: list[int], start: int) -> list[float]:
+        response = await self.client.completions.create(model=self.spec.model or "", prompt=tokens, max_tokens=1,
+                                                        temperature=0.0, echo=True, logprobs=0)
+        logprobs = response.choices[0].logprobs if response.choices else None
+        values = logprobs.token_logprobs if logprobs is not None else None
+        if not values or len(values) < len(tokens) or any(v is None for v in values[start:len(tokens)]):
+            raise BackendError(f"{self.client.base_url} returned no prompt log-probs for echo=true, logprobs=0; "
+                               "the context_gain filter needs a server that does (vLLM, SGLang, TGI)")
+        return [float(v) for v in values[start:len(tokens)]]
+
+    async def _call(self, send: Any, *args: Any, tokens: int) -> Any:
+        """Run `send(*args)` under the concurrency and rate limits with retries; map failures to errors."""
         import openai
 
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
-        text = request.prompt or "".join(c for _, c in request.messages or ())
         async with self._slots:
-            await self._limiter.acquire(len(text) // 4 + request.max_tokens)
+            await self._limiter.acquire(tokens)
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.spec.max_retries + 1), wait=RetryAfterOrBackoff(),
                 retry=retry_if_exception(is_retryable), before_sleep=self._count_retry, reraise=True,
             )
             try:
-                return await retrying(self._send, request)
+                return await retrying(send, *args)
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
                 raise BackendError(f"{self.client.base_url} answered {exc.status_code}: {_message(exc)}") from None
             except openai.APIStatusError as exc:

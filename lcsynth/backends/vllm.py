@@ -115,6 +115,20 @@ class VLLMBackend:
         out = final.outputs[0]
         return Completion(out.text, out.finish_reason or "stop", Usage(len(ids), len(out.token_ids)))
 
+    async def score(self, tokens: list[int], start: int) -> list[float]:
+        """Log-probs of `tokens[start:]` given the tokens before them (vLLM's prompt log-probs)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
+                                output_kind=RequestOutputKind.FINAL_ONLY)
+        final = None
+        async for output in self.engine.generate({"prompt_token_ids": tokens}, params, f"lcsynth-{next(self._ids)}"):
+            final = output
+        if final is None or final.prompt_logprobs is None:
+            raise Reject("backend_error", "vLLM returned no prompt log-probs")
+        return [final.prompt_logprobs[i][tokens[i]].logprob for i in range(start, len(tokens))]
+
     async def aclose(self) -> None:
         """Shut the engine down explicitly (its worker processes otherwise outlive the run)."""
         self.engine.shutdown()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from lcsynth.backends.base import Backend, Completion, Request
+from lcsynth.backends.base import Backend, Completion, Request, Usage, score_digest
 from lcsynth.cache import RequestCache
 from lcsynth.config import MethodSpec, format_validation_error
 from lcsynth.corpus import Document
@@ -99,12 +100,32 @@ class MethodContext:
                 self.counters.in_flight -= 1
             if self.cache is not None:
                 self.cache.put(key, self.model_id, completion)
-        counts = RunCounters(requests=1, cache_hits=int(cached), prompt_tokens=completion.usage.prompt_tokens,
-                             completion_tokens=completion.usage.completion_tokens)
+        self._count(completion.usage, cached)
+        return completion
+
+    def _count(self, usage: Usage, cached: bool) -> None:
+        counts = RunCounters(requests=1, cache_hits=int(cached), prompt_tokens=usage.prompt_tokens,
+                             completion_tokens=usage.completion_tokens)
         self.counters.add(counts)
         if self.usage is not None:
             self.usage.add(counts)
-        return completion
+
+    async def score(self, tokens: list[int], start: int) -> list[float]:
+        """Log-probs of `tokens[start:]` given the tokens before them, from the cache or the backend."""
+        key = self.last_request_hash = score_digest(self.model_id, tokens, start)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            logprobs = json.loads(cached.text)
+        else:
+            self.counters.in_flight += 1
+            try:
+                logprobs = await self.backend.score(tokens, start)  # type: ignore[attr-defined]
+            finally:
+                self.counters.in_flight -= 1
+            if self.cache is not None:
+                self.cache.put(key, self.model_id, Completion(json.dumps(logprobs), "logprobs", Usage(len(tokens))))
+        self._count(Usage(len(tokens)), cached is not None)
+        return logprobs
 
     @staticmethod
     def check(instance: Any, schema: str | dict[str, Any], reason: str, raw: str | None = None) -> None:
