@@ -19,7 +19,7 @@ class Timeline:
     between samples of the same session.
     """
 
-    every = 2.0
+    every = 1.0
 
     def __init__(self, run_dir: Path, counters: RunCounters) -> None:
         self.path = run_dir / TIMELINE
