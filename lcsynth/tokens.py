@@ -36,6 +36,8 @@ class LlamaCppTokenizer:
     def __init__(self, llama: Any, name: str) -> None:
         self._llama = llama
         self.name = name
+        self._pieces: list[bytes] | None = None
+        self._piece_lengths: Any = None
 
     @classmethod
     def from_gguf(cls, path: str) -> LlamaCppTokenizer:
@@ -59,9 +61,35 @@ class LlamaCppTokenizer:
         """Token ids of a rendered prompt, whose chat markup must become special tokens."""
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    def _table(self) -> list[bytes]:
+        # llama-cpp-python's detokenize reads pieces through a 32-byte buffer and garbles longer tokens
+        # (long whitespace runs), so the pieces are read here, once, with a buffer that fits.
+        if self._pieces is None:
+            import ctypes
+
+            import llama_cpp
+
+            vocab = self._llama._model.vocab
+            buffer = ctypes.create_string_buffer(1024)
+            pieces = []
+            for token in range(self._llama.n_vocab()):
+                size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, False)
+                pieces.append(buffer.raw[:size] if size > 0 else b"")
+            self._pieces = pieces
+        return self._pieces
+
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`."""
-        return self._llama.detokenize(ids).decode("utf-8", errors="ignore")
+        table = self._table()
+        return b"".join(table[i] for i in ids).decode("utf-8", errors="ignore")
+
+    def piece_bytes(self, ids: list[int]) -> Any:
+        """UTF-8 byte length of each token's text (a numpy array)."""
+        import numpy as np
+
+        if self._piece_lengths is None:
+            self._piece_lengths = np.array([len(p) for p in self._table()])
+        return self._piece_lengths[ids]
 
 
 @contextmanager
