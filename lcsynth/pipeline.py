@@ -25,8 +25,9 @@ from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, cre
 from lcsynth.progress import RunProgress
 from lcsynth.report import write_report
 from lcsynth.sink import RunWriter, dump_line
+from lcsynth.store import TokenStore
 from lcsynth.timeline import Timeline
-from lcsynth.tokens import fit_tokens
+from lcsynth.tokens import Tokenizer, fit_tokens
 
 CHECKPOINT = "checkpoint.json"
 
@@ -184,18 +185,43 @@ def document_token_limit(recipe: Recipe, backend: Backend, methods: list[Method]
     return limit
 
 
-def plan_units(docs: Iterator[tuple[Document, Reject | None]], methods: list[Method]) -> Iterator[Unit]:
-    """Every (method, document, sample), numbered in output order; a skipped document is one unit."""
+def plan_units(docs: Iterator[tuple[Document, Reject | None]], methods: list[Method],
+               ctx: MethodContext | None = None) -> Iterator[Unit]:
+    """Every (method, document, sample), numbered in output order; a skipped document is one unit.
+
+    Methods that bring their own documents (`Method.sources`, e.g. QA items) follow the corpus methods.
+    """
+    own = [m.sources(ctx) if ctx is not None else None for m in methods]
+    on_corpus = [m for m, items in zip(methods, own, strict=True) if items is None]
     index = 0
-    for doc, skip in docs:
+    for doc, skip in docs if on_corpus else ():
         if skip is not None:  # the text is not needed to record why the document was skipped
             yield Unit(index, None, replace(doc, text=""), None, skip)
             index += 1
             continue
-        for method in methods:
+        for method in on_corpus:
             for sample in range(method.samples_per_document):
                 yield Unit(index, method, doc, sample)
                 index += 1
+    for method, items in zip(methods, own, strict=True):
+        for doc in items or ():
+            for sample in range(method.samples_per_document):
+                yield Unit(index, method, doc, sample)
+                index += 1
+
+
+def open_store(recipe: Recipe, tokenizer: Tokenizer) -> TokenStore:
+    """The corpus token store for this recipe's corpus and tokenizer, built on first use under output.root."""
+    corpus = recipe.corpus.model_dump(mode="json")
+    if recipe.corpus.path and Path(recipe.corpus.path).exists():
+        stat = Path(recipe.corpus.path).stat()
+        corpus["stat"] = [stat.st_size, stat.st_mtime_ns]  # a changed corpus file gets a new store
+    folder = Path(recipe.output.root) / "stores" / TokenStore.fingerprint(json.dumps(corpus, sort_keys=True), tokenizer)
+
+    def usable() -> Iterator[Document]:
+        return (d for d in iter_documents(recipe.corpus) if d.text.strip() and len(d.text) >= recipe.corpus.min_chars)
+
+    return TokenStore.open_or_build(folder, usable, tokenizer)
 
 
 async def run_unit(unit: Unit, ctx: MethodContext, seed: int, attempt: int = 0,
@@ -373,6 +399,8 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         ctx = MethodContext(backend, recipe.templates, counters, cache)
         writer = RunWriter(run_dir, recipe.output.shard_rows, state["writer"] if state else None)
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
+        if any(m.needs_store for m in methods):
+            ctx.store = open_store(recipe, backend.tokenizer)
         docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
         total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
@@ -380,7 +408,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         with RunProgress(counters, stats, show_progress, total or None, recipe.backend.price) as progress:
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             runner.attempts = attempts or {}
-            await runner.run(plan_units(docs, methods))
+            await runner.run(plan_units(docs, methods, ctx))
         runner.checkpoint(final=True)
         files = writer.close()
         batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0

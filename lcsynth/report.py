@@ -14,8 +14,22 @@ from lcsynth.timeline import rates, read_timeline
 BINS = 20
 
 
+def depth_section(kind: str, rows: list[dict[str, Any]], run_dir: Path) -> list[str]:
+    """A histogram of where evidence sits in the context (meta.evidence_depths), in tenths; empty if none."""
+    depths = [d for r in rows for d in r.get("meta", {}).get("evidence_depths", [])]
+    if not depths:
+        return []
+    counts = Counter(min(int(d * 10), 9) for d in depths)
+    svg = svg_bars(f"{kind}: evidence depth ({len(depths)} spans; 0 = start of context)",
+                   [f"{i / 10:.1f}" for i in range(10)], [counts.get(i, 0) for i in range(10)], "depth")
+    (run_dir / f"{kind}_depths.svg").write_text(svg, encoding="utf-8")
+    return [svg]
+
+
 def row_tokens(meta: dict[str, Any]) -> int | None:
     """Tokens a row's conversation took, from the backend's own counts (prompt read + text written)."""
+    if isinstance(meta.get("n_tokens"), int):
+        return meta["n_tokens"]
     prompt = meta.get("prompt_tokens")
     written = meta.get("answer_tokens", meta.get("output_tokens"))
     return prompt + written if isinstance(prompt, int) and isinstance(written, int) else None
@@ -102,6 +116,7 @@ def write_report(run_dir: Path) -> Path:
                 f"<p>model {html.escape(manifest['model'])} · seed {manifest['seed']}</p>"]
     for kind in manifest["counts"]["rows"]:
         rows = [r for shard in sorted(run_dir.glob(f"{kind}-*.jsonl")) for r in read_jsonl(shard)]
+        sections.extend(depth_section(kind, rows, run_dir))
         lengths = [t for t in (row_tokens(r.get("meta", {})) for r in rows) if t is not None]
         if not lengths:
             sections.append(f"<p>{kind}: {len(rows)} rows, no token counts in their meta</p>")

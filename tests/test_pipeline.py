@@ -106,7 +106,7 @@ def test_no_room_for_documents_is_a_config_error(tmp_path, scripted):
 
 def test_unknown_method_and_bad_params_fail_before_any_work(tmp_path, scripted):
     path = corpus(tmp_path, ["x"])
-    with pytest.raises(ConfigError, match="methods.0.name: unknown method 'nope'; known: longmagpie"):
+    with pytest.raises(ConfigError, match="methods.0.name: unknown method 'nope'; known: keychain, longmagpie, "):
         asyncio.run(run_recipe(recipe(path, methods=[{"name": "nope"}]), scripted(numbered_reply)))
     with pytest.raises(ConfigError, match=r"methods.0 \(longmagpie\): samples_per_dokument: unknown key"):
         asyncio.run(run_recipe(recipe(path, methods=[{"name": "longmagpie", "samples_per_dokument": 2}]),

@@ -80,7 +80,7 @@ def test_invalid_schema_inline_or_in_a_file(tmp_path):
 def test_wrong_method_name(tmp_path):
     path = write(tmp_path, "t.yaml", GOOD.replace("method: template", "method: longmagpy"))
     (problem,) = lint(path)
-    assert str(problem).startswith(f"{path}: error: method 'longmagpy' is not a known method (longmagpie, ")
+    assert str(problem).startswith(f"{path}: error: method 'longmagpy' is not a known method (keychain, longmagpie, ")
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -113,7 +113,7 @@ def test_user_folder_overrides_builtin_by_name(tmp_path, monkeypatch):
     monkeypatch.setenv("LCSYNTH_TEMPLATES", str(user))
     assert find_templates()["longmagpie/query"].render(document="d").messages[0]["content"] == "X d"
     assert [t.path for t in scan_templates() if t.name == "longmagpie/query"][-1] == str(user / "q.yaml")
-    with pytest.raises(ConfigError, match="template 'nope' not found; known: longmagpie/answer"):
+    with pytest.raises(ConfigError, match="template 'nope' not found; known: keychain/prompt, longmagpie/answer"):
         get_template("nope")
 
 

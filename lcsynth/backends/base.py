@@ -107,6 +107,7 @@ BACKENDS = Registry("backend", "lcsynth.backends", {
     "llamacpp": "lcsynth.backends.llamacpp:LlamaCppBackend",
     "openai": "lcsynth.backends.openai_compat:OpenAIBackend",
     "vllm": "lcsynth.backends.vllm:VLLMBackend",
+    "none": "lcsynth.backends.none:NoModelBackend",
 })
 
 

@@ -6,8 +6,9 @@ import copy
 import hashlib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +20,9 @@ from lcsynth.errors import ConfigError, Reject
 from lcsynth.registry import Registry
 from lcsynth.schemas import validation_error
 from lcsynth.templates import PromptTemplate, RenderedPrompt, get_template
+
+if TYPE_CHECKING:
+    from lcsynth.store import TokenStore
 
 
 @dataclass
@@ -64,6 +68,7 @@ class MethodContext:
         self._templates: dict[str, PromptTemplate] = {}
         self.last_request_hash: str | None = None
         self.usage: RunCounters | None = None
+        self.store: TokenStore | None = None  # the corpus as token-counted segments, for methods that need it
 
     def fork(self) -> MethodContext:
         """A context for one unit: shares everything but its usage counts and last request hash."""
@@ -151,9 +156,15 @@ class Method:
         """How many units each document yields."""
         return int(getattr(self.params, "samples_per_document", 1))
 
+    needs_store: ClassVar[bool] = False  # True: the run opens the corpus token store (ctx.store) first
+
     def reserved_tokens(self) -> int:
         """Context tokens the method needs besides the document (generation, prompt markup)."""
         return 0
+
+    def sources(self, ctx: MethodContext) -> Iterator[Document] | None:
+        """Documents this method's units run on instead of the corpus (e.g. QA items), or None for the corpus."""
+        return None
 
     async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
         """Produce records for sample number `sample` of `doc`, or raise Reject."""
@@ -173,6 +184,9 @@ def unit_rng(seed: int, method: str, doc_id: str, sample: int, attempt: int = 0)
 METHODS = Registry("method", "lcsynth.methods", {
     "longmagpie": "lcsynth.methods.longmagpie:LongMagpieMethod",
     "template": "lcsynth.methods.template:TemplateMethod",
+    "keychain": "lcsynth.methods.keychain:KeyChainMethod",
+    "untie_knots": "lcsynth.methods.untie_knots:UntieKnotsMethod",
+    "nextlong": "lcsynth.methods.nextlong:NExtLongMethod",
 })
 
 

@@ -1,0 +1,255 @@
+"""KeyChain (LoongRL): a short QA hidden in a long context behind chains of UUID keys, for GRPO.
+
+The context is distractor spans from the corpus with the QA's evidence placed at a chosen depth. Chains
+of UUID pairs `{"k1": "k2"}`, …, `{"kn": "<question>"}` are inserted after distinct sentence ends; the
+chain from the given head ends at the real question, every other chain at a decoy. The sample is
+checked by code before it is kept: the head resolves uniquely to the real question, no UUID repeats,
+no decoy chain reaches it, and the prompt is within tolerance of its target length.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lcsynth.assemble import PROBE, Piece, distractor_pieces, join_tokens, place, text_piece, token_offsets
+from lcsynth.context_gain import encode_prompt
+from lcsynth.corpus import Document
+from lcsynth.errors import ConfigError, InputError, Reject
+from lcsynth.lengths import DepthSpec, LengthSpec
+from lcsynth.methods.base import Method, MethodContext, Record
+
+UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
+_PAIR = re.compile(r'\{("(?:[^"\\]|\\.)*"): ("(?:[^"\\]|\\.)*")\}')
+_MARK = "\x00CONTEXT\x00"
+_SEPARATOR = "\n\n"
+
+
+class KeyChainParams(BaseModel):
+    """Parameters of the `keychain` method."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples_per_document: int = Field(default=1, ge=1)
+    qa: str = "demo"  # "demo" (verifiable QA read off the demo corpus) or a JSONL path
+    max_items: int | None = Field(default=None, ge=1)
+    lengths: LengthSpec = Field(default_factory=LengthSpec)
+    depth: DepthSpec = Field(default_factory=DepthSpec)
+    chains: int | None = Field(default=None, ge=1)  # default: one per 1,024 target tokens
+    chain_length: int = Field(default=4, ge=1)
+    piece_tokens: int = Field(default=512, ge=16)
+    template: str = "keychain/prompt"
+
+
+def load_qa(path: str) -> Iterator[Document]:
+    """QA items from JSONL: question, answer or answers, optional paragraphs/context (the evidence), id."""
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"keychain qa: {file} does not exist")
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
+            answers = row.get("answers", row.get("answer"))
+            answers = [answers] if isinstance(answers, str) else answers
+            if not isinstance(row.get("question"), str) or not answers or not all(isinstance(a, str) for a in answers):
+                raise InputError(f"{file}:{number}: a QA line needs 'question' and 'answer' (or 'answers')")
+            evidence = row.get("paragraphs", row.get("context", ""))
+            if isinstance(evidence, list):
+                evidence = _SEPARATOR.join(p if isinstance(p, str) else "\n".join(map(str, p)) for p in evidence)
+            yield Document(str(row.get("id", f"{file.stem}:{number}")), str(evidence),
+                           {"question": row["question"], "answers": answers, "source_doc": row.get("source_doc")})
+
+
+def new_uuid(rng: random.Random, taken: set[str]) -> str:
+    """A canonical uuid4 string from `rng`, unused so far in this sample."""
+    while True:
+        value = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        if value not in taken:
+            taken.add(value)
+            return value
+
+
+def pair_text(key: str, value: str) -> str:
+    """How one link is written into the text: a space, a one-pair JSON object, a full stop."""
+    return f" {{{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}}}."
+
+
+def resolve(text: str, head: str, limit: int) -> tuple[list[str], str | None]:
+    """Follow UUID pairs found in `text` from `head`; (keys visited, final non-UUID value or None)."""
+    pairs: dict[str, list[str]] = {}
+    for key, value in _PAIR.findall(text):
+        key, value = json.loads(key), json.loads(value)
+        if UUID_PATTERN.match(key):
+            pairs.setdefault(key, []).append(value)
+    visited, current = [], head
+    while len(visited) <= limit:
+        values = pairs.get(current, [])
+        if len(values) != 1:
+            return visited, None
+        visited.append(current)
+        if not UUID_PATTERN.match(values[0]):
+            return visited, values[0]
+        current = values[0]
+    return visited, None
+
+
+class KeyChainMethod(Method):
+    """GRPO rows whose verifiable answer sits behind a UUID chain in a long context."""
+
+    name = "keychain"
+    kind = "grpo"
+    Params = KeyChainParams
+    params: KeyChainParams
+    needs_store = True
+
+    def __init__(self, params: BaseModel) -> None:
+        super().__init__(params)
+        self._questions: list[str] = []
+
+    def sources(self, ctx: MethodContext) -> Iterator[Document]:
+        """The QA items: read off the demo corpus (from the store), or from the JSONL file `qa`."""
+        if self.params.qa == "demo":
+            from lcsynth.demo_qa import demo_qa
+            from lcsynth.store import iter_store
+
+            assert ctx.store is not None
+            items = list(demo_qa(Document(d.id, "".join(d.segments)) for d in iter_store(ctx.store)))
+            if not items:
+                raise ConfigError("methods (keychain).qa: 'demo' reads QA off the demo corpus (corpus.type: demo); "
+                                  "give a .jsonl of QA pairs for other corpora")
+        elif self.params.qa.endswith(".jsonl"):
+            items = list(load_qa(self.params.qa))
+        else:
+            raise ConfigError(f"methods (keychain).qa: '{self.params.qa}' is neither 'demo' nor a .jsonl file")
+        items = items[: self.params.max_items]
+        self._questions = [item.meta["question"] for item in items]
+        return iter(items)
+
+    def decoys(self, rng: random.Random, real: str, count: int) -> list[str]:
+        """Questions of other QA items for the decoy chains."""
+        pool = [q for q in self._questions if q != real]
+        if not pool:
+            raise Reject("no_decoy_questions", "the QA set has a single question")
+        return [rng.choice(pool) for _ in range(count)]
+
+    async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
+        """Assemble, insert the chains, verify, and lay out the GRPO row."""
+        assert ctx.store is not None
+        tokenizer = ctx.backend.tokenizer
+        seed = rng.randrange(2**31)
+        rng = random.Random(seed)
+        target = self.params.lengths.pick(rng)
+        tolerance = self.params.lengths.tolerance(target)
+        question, answers = doc.meta["question"], doc.meta["answers"]
+        chains = self.params.chains or max(1, target // 1024)
+
+        taken: set[str] = set()
+        heads = [[new_uuid(rng, taken) for _ in range(self.params.chain_length)] for _ in range(chains)]
+        endings = [question, *self.decoys(rng, question, chains - 1)]
+        links = [(chain, hop, keys[hop], keys[hop + 1] if hop + 1 < len(keys) else endings[chain])
+                 for chain, keys in enumerate(heads) for hop in range(len(keys))]
+        rng.shuffle(links)
+        link_pieces = [text_piece(pair_text(key, value), tokenizer, {"link": [chain, hop]})
+                       for chain, hop, key, value in links]
+
+        template = ctx.template(self.params.template)
+        prefix, suffix = self._frame(ctx, template, heads[0][0])
+        separator = join_tokens(tokenizer, _SEPARATOR)
+        evidence = text_piece(doc.text.strip(), tokenizer, {"evidence": doc.id})
+        fixed = prefix + suffix + sum(p.tokens for p in link_pieces) + evidence.tokens
+        budget = target - fixed
+        if budget < self.params.piece_tokens:
+            raise Reject("target_too_short", f"{target} tokens leave {budget} for distractors")
+        exclude = {doc.id, doc.meta.get("source_doc") or ""}
+        self._separator_tokens = separator
+        estimate = budget // self.params.piece_tokens + 1  # separators between pieces, about one per piece
+        pieces = distractor_pieces(ctx.store, rng, budget - separator * estimate, self.params.piece_tokens, exclude,
+                                   tokenizer)
+        depth = self.params.depth.pick(rng)
+        at = place(pieces, evidence, depth)
+        context, link_at = self._insert_links(pieces, link_pieces, at, rng)
+
+        messages = ctx.render(template, context=context, head=heads[0][0]).messages or []
+        n_tokens = len(encode_prompt(tokenizer, ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
+        if abs(n_tokens - target) > tolerance:
+            raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
+        self.verify(context, heads, endings)
+        offsets = token_offsets(pieces, separator, prefix)
+        meta = {
+            "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
+            "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
+            "tolerance": tolerance, "depth": round(depth, 4),
+            "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens}],
+            "evidence_depths": [round(offsets[at] / n_tokens, 4)],
+            "chain": {"head": heads[0][0], "chains": chains, "chain_length": self.params.chain_length,
+                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i] + prefix}
+                                for i, (chain, hop, key, _) in enumerate(links)]},
+            "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i != at],
+        }
+        row = {"prompt": messages, "ground_truth": answers}
+        return [Record(self.kind, row, meta)]
+
+    def _frame(self, ctx: MethodContext, template: Any, head: str) -> tuple[int, int]:
+        """Tokens the rendered prompt has before and after the context, counted as they join it."""
+        messages = ctx.render(template, context=_MARK, head=head).messages or []
+        full = ctx.backend.chat_template.render(messages, add_generation_prompt=True)
+        before, after = full.split(_MARK)
+        tokenizer = ctx.backend.tokenizer
+        probe = len(tokenizer.encode(PROBE))
+        return (len(encode_prompt(tokenizer, before + PROBE)) - probe,
+                len(encode_prompt(tokenizer, PROBE + "." + after)) - len(tokenizer.encode(PROBE + ".")))
+
+    def _insert_links(self, pieces: list[Piece], links: list[Piece], evidence_at: int,
+                      rng: random.Random) -> tuple[str, list[int]]:
+        """Join the pieces, putting each link after a distinct sentence end outside the evidence.
+
+        Returns the text and each link's token offset within it (in the order of `links`).
+        """
+        slots = [(i, j) for i, piece in enumerate(pieces) if i != evidence_at
+                 for j, segment in enumerate(piece.segments) if segment.rstrip()[-1:] in ".?!"]
+        if len(slots) < len(links):
+            raise Reject("too_few_sentences", f"{len(slots)} sentence ends for {len(links)} links")
+        chosen = dict(zip(rng.sample(slots, len(links)), range(len(links)), strict=True))
+        parts: list[str] = []
+        link_at = [0] * len(links)
+        at = 0
+        for i, piece in enumerate(pieces):
+            if i:
+                parts.append(_SEPARATOR)
+                at += self._separator_tokens
+            for j, (segment, count) in enumerate(zip(piece.segments, piece.counts, strict=True)):
+                parts.append(segment)
+                at += count
+                if (i, j) in chosen:
+                    link = links[chosen[(i, j)]]
+                    link_at[chosen[(i, j)]] = at
+                    parts.append(link.text)
+                    at += link.tokens
+                    piece.counts[j] += link.tokens  # the link now belongs to this piece's token count
+        return "".join(parts), link_at
+
+    _separator_tokens = 1
+
+    def verify(self, context: str, heads: list[list[str]], endings: list[str]) -> None:
+        """Check by code that the chains say what they should; a failure is a Reject, never a bad row."""
+        keys = [key for chain in heads for key in chain]
+        found = [json.loads(k) for k, _ in _PAIR.findall(context) if UUID_PATTERN.match(json.loads(k))]
+        if sorted(found) != sorted(keys) or len(set(keys)) != len(keys):
+            raise Reject("chain_unverifiable", "the UUID pairs in the text are not exactly the inserted ones")
+        for chain, keys_of_chain in enumerate(heads):
+            visited, end = resolve(context, keys_of_chain[0], self.params.chain_length)
+            if visited != keys_of_chain or end != endings[chain]:
+                raise Reject("chain_unverifiable", f"chain {chain} does not resolve to its question")
+            if chain and end == endings[0]:
+                raise Reject("chain_unverifiable", f"decoy chain {chain} reaches the real question")
