@@ -9,6 +9,7 @@ import random
 import re
 
 import pytest
+from conftest import text as completion
 
 from lcsynth.chat import template_from_metadata
 from lcsynth.config import validate_recipe
@@ -157,3 +158,34 @@ def test_nextlong_negatives_come_out_and_leave_the_document(tmp_path, smol_token
             at += count
     _, again = construct(tmp_path, method, name="again", limits={"max_documents": 5})
     assert again == rows
+
+
+def passage_qa(request):
+    """A fake model: asks for the first long word of the passage, with one decoy question."""
+    passage = request.message_dicts()[-1]["content"]
+    word = next(w for w in re.findall(r"[A-Za-z]{7,}", passage))
+    return completion(json.dumps({"question": f"Which long word opens the passage about {word[:3]}?", "answer": word,
+                            "decoys": ["Who wrote the passage?", "Which long word opens the passage about it?"]}))
+
+
+def wrong_answer(request):
+    return completion(json.dumps({"question": "What is it?", "answer": "zzzz not in text", "decoys": ["Why is that so?"]}))
+
+
+def test_keychain_qa_written_by_a_model_is_checked_against_its_passage(tmp_path, scripted):
+    method = {"name": "keychain", "qa": "llm", "lengths": {"targets": ["4k"]}}
+    data = {"corpus": {"type": "demo", "min_chars": 2000}, "methods": [method],
+            "output": {"root": str(tmp_path / "out"), "name": "llm"}, "limits": {"max_documents": 3}}
+    backend = scripted(passage_qa)
+    summary = asyncio.run(run_recipe(validate_recipe(data, "test"), backend, show_progress=False))
+    rows = [json.loads(line) for line in (summary.run_dir / "grpo-00000.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and len(backend.history) == 3
+    for row in rows:
+        user, meta = row["prompt"][-1]["content"], row["meta"]
+        visited, question = resolve(user, meta["chain"]["head"], 10)
+        assert question.startswith("Which long word opens") and len(visited) == 4
+        assert row["ground_truth"][0] in user and meta["qa_template"] == "keychain/qa@1"
+        assert backend.history[0].json_schema["$id"] == "keychain_qa.json"
+    data["output"]["name"], data["cache"] = "bad", {"enabled": False}
+    bad = asyncio.run(run_recipe(validate_recipe(data, "test"), scripted(wrong_answer), show_progress=False))
+    assert bad.rows == {} and bad.rejects == {"answer_not_in_evidence": 3}

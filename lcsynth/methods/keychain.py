@@ -19,12 +19,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import PROBE, Piece, distractor_pieces, join_tokens, place, text_piece, token_offsets
+from lcsynth.assemble import (
+    PROBE,
+    Piece,
+    distractor_pieces,
+    join_tokens,
+    place,
+    span_piece,
+    text_piece,
+    tidy,
+    token_offsets,
+)
 from lcsynth.context_gain import encode_prompt
 from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, InputError, Reject
 from lcsynth.lengths import DepthSpec, LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
+from lcsynth.parsing import parse_output
+from lcsynth.rewards import normalize_answer
+from lcsynth.templates import template_request
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
 _PAIR = re.compile(r'\{("(?:[^"\\]|\\.)*"): ("(?:[^"\\]|\\.)*")\}')
@@ -37,8 +50,12 @@ class KeyChainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     samples_per_document: int = Field(default=1, ge=1)
-    qa: str = "demo"  # "demo" (verifiable QA read off the demo corpus) or a JSONL path
+    qa: str = "demo"  # "demo" (QA read off the demo corpus), "llm" (written from corpus spans), or a JSONL path
     max_items: int | None = Field(default=None, ge=1)
+    qa_template: str = "keychain/qa"
+    qa_passage_tokens: int = Field(default=384, ge=16)
+    qa_max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0)
     lengths: LengthSpec = Field(default_factory=LengthSpec)
     depth: DepthSpec = Field(default_factory=DepthSpec)
     chains: int | None = Field(default=None, ge=1)  # default: one per 1,024 target tokens
@@ -85,13 +102,19 @@ def pair_text(key: str, value: str) -> str:
     return f" {{{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}}}."
 
 
-def resolve(text: str, head: str, limit: int) -> tuple[list[str], str | None]:
-    """Follow UUID pairs found in `text` from `head`; (keys visited, final non-UUID value or None)."""
+def uuid_pairs(text: str) -> dict[str, list[str]]:
+    """Every `{"<uuid>": "value"}` pair in `text`, as key → values (more than one value means ambiguous)."""
     pairs: dict[str, list[str]] = {}
     for key, value in _PAIR.findall(text):
-        key, value = json.loads(key), json.loads(value)
+        key = json.loads(key)
         if UUID_PATTERN.match(key):
-            pairs.setdefault(key, []).append(value)
+            pairs.setdefault(key, []).append(json.loads(value))
+    return pairs
+
+
+def resolve(text: str | dict[str, list[str]], head: str, limit: int) -> tuple[list[str], str | None]:
+    """Follow UUID pairs (in `text`, or already parsed) from `head`; (keys visited, final non-UUID value or None)."""
+    pairs = uuid_pairs(text) if isinstance(text, str) else text
     visited, current = [], head
     while len(visited) <= limit:
         values = pairs.get(current, [])
@@ -117,8 +140,13 @@ class KeyChainMethod(Method):
         super().__init__(params)
         self._questions: list[str] = []
 
-    def sources(self, ctx: MethodContext) -> Iterator[Document]:
-        """The QA items: read off the demo corpus (from the store), or from the JSONL file `qa`."""
+    def sources(self, ctx: MethodContext) -> Iterator[Document] | None:
+        """The QA items: read off the demo corpus (from the store), or from the JSONL file `qa`.
+
+        With `qa: llm` the units run on corpus documents instead, and each writes its own QA pair.
+        """
+        if self.params.qa == "llm":
+            return None
         if self.params.qa == "demo":
             from lcsynth.demo_qa import demo_qa
             from lcsynth.store import iter_store
@@ -131,7 +159,7 @@ class KeyChainMethod(Method):
         elif self.params.qa.endswith(".jsonl"):
             items = list(load_qa(self.params.qa))
         else:
-            raise ConfigError(f"methods (keychain).qa: '{self.params.qa}' is neither 'demo' nor a .jsonl file")
+            raise ConfigError(f"methods (keychain).qa: '{self.params.qa}' is not 'demo', 'llm' or a .jsonl file")
         items = items[: self.params.max_items]
         self._questions = [item.meta["question"] for item in items]
         return iter(items)
@@ -151,12 +179,17 @@ class KeyChainMethod(Method):
         rng = random.Random(seed)
         target = self.params.lengths.pick(rng)
         tolerance = self.params.lengths.tolerance(target)
-        question, answers = doc.meta["question"], doc.meta["answers"]
         chains = self.params.chains or max(1, target // 1024)
+        if self.params.qa == "llm":
+            doc, decoys = await self.written_qa(doc, ctx, rng)
+            decoys = [rng.choice(decoys) for _ in range(chains - 1)]
+        else:
+            decoys = self.decoys(rng, doc.meta["question"], chains - 1)
+        question, answers = doc.meta["question"], doc.meta["answers"]
 
         taken: set[str] = set()
         heads = [[new_uuid(rng, taken) for _ in range(self.params.chain_length)] for _ in range(chains)]
-        endings = [question, *self.decoys(rng, question, chains - 1)]
+        endings = [question, *decoys]
         links = [(chain, hop, keys[hop], keys[hop + 1] if hop + 1 < len(keys) else endings[chain])
                  for chain, keys in enumerate(heads) for hop in range(len(keys))]
         rng.shuffle(links)
@@ -189,6 +222,7 @@ class KeyChainMethod(Method):
         meta = {
             "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
             "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
+            **({"model": ctx.model_id, "qa_template": doc.meta["qa_template"]} if self.params.qa == "llm" else {}),
             "tolerance": tolerance, "depth": round(depth, 4),
             "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens}],
             "evidence_depths": [round(offsets[at] / n_tokens, 4)],
@@ -199,6 +233,34 @@ class KeyChainMethod(Method):
         }
         row = {"prompt": messages, "ground_truth": answers}
         return [Record(self.kind, row, meta)]
+
+    async def written_qa(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[Document, list[str]]:
+        """Ask the model for a QA pair (and decoys) about a short span of `doc`; the answer must be in the span."""
+        assert ctx.store is not None
+        position = ctx.store.position(doc.id)
+        if position is None:
+            raise Reject("document_not_in_store", doc.id)
+        stored = ctx.store.doc(position)
+        span = tidy(span_piece(stored, rng.randrange(len(stored.segments)), self.params.qa_passage_tokens),
+                    ctx.backend.tokenizer)
+        template = ctx.template(self.params.qa_template)
+        rendered = ctx.render(template, passage=span.text, meta=doc.meta)
+        completion = await ctx.complete(template_request(template, rendered, rng.randrange(2**31),
+                                                         self.params.qa_max_tokens, self.params.temperature,
+                                                         json_schema=template.schema()))
+        if completion.finish_reason == "length":
+            raise Reject("qa_truncated", raw=completion.text)
+        qa = parse_output(completion.text, "json")
+        ctx.check(qa, template.schema() or "keychain_qa", "invalid_qa", raw=completion.text)
+        if normalize_answer(qa["answer"]) not in normalize_answer(span.text) or not normalize_answer(qa["answer"]):
+            raise Reject("answer_not_in_evidence", qa["answer"], raw=completion.text)
+        decoys = [d for d in qa["decoys"] if d.strip() != qa["question"].strip()]
+        if not decoys:
+            raise Reject("no_decoy_questions", "every decoy repeats the question", raw=completion.text)
+        item = Document(f"{doc.id}@{span.source['segments'][0]}", span.text,
+                        {"question": qa["question"].strip(), "answers": [qa["answer"].strip()], "source_doc": doc.id,
+                         "qa_template": f"{template.name}@{template.version}"})
+        return item, decoys
 
     def _frame(self, ctx: MethodContext, template: Any, head: str) -> tuple[int, int]:
         """Tokens the rendered prompt has before and after the context, counted as they join it."""
@@ -244,11 +306,11 @@ class KeyChainMethod(Method):
     def verify(self, context: str, heads: list[list[str]], endings: list[str]) -> None:
         """Check by code that the chains say what they should; a failure is a Reject, never a bad row."""
         keys = [key for chain in heads for key in chain]
-        found = [json.loads(k) for k, _ in _PAIR.findall(context) if UUID_PATTERN.match(json.loads(k))]
-        if sorted(found) != sorted(keys) or len(set(keys)) != len(keys):
+        pairs = uuid_pairs(context)
+        if sorted(pairs) != sorted(keys) or len(set(keys)) != len(keys) or any(len(v) != 1 for v in pairs.values()):
             raise Reject("chain_unverifiable", "the UUID pairs in the text are not exactly the inserted ones")
         for chain, keys_of_chain in enumerate(heads):
-            visited, end = resolve(context, keys_of_chain[0], self.params.chain_length)
+            visited, end = resolve(pairs, keys_of_chain[0], self.params.chain_length)
             if visited != keys_of_chain or end != endings[chain]:
                 raise Reject("chain_unverifiable", f"chain {chain} does not resolve to its question")
             if chain and end == endings[0]:
