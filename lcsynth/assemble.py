@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,32 @@ def place(pieces: list[Piece], item: Piece, depth: float) -> int:
 
 
 PROBE = "a"
+WINDOW = 64  # characters each side of a join that are re-tokenized to count what the join changes
+
+
+def join_delta(encode: Callable[[str], list[int]], left: str, joiner: str, right: str,
+               left_tokens: int | None = None, right_tokens: int | None = None) -> int:
+    """Tokens that `left + joiner + right` has beyond `left` and `right` counted alone.
+
+    Only a window around the join is re-tokenized: tokenizers merge within a pre-token (a word, a
+    whitespace run), so what happens at a join stays near it. A side shorter than the window whose
+    count is given is not tokenized again.
+    """
+    a, b = left[-WINDOW:], right[:WINDOW]
+    a_tokens = left_tokens if left_tokens is not None and len(left) <= WINDOW else len(encode(a))
+    b_tokens = right_tokens if right_tokens is not None and len(right) <= WINDOW else len(encode(b))
+    return len(encode(a + joiner + b)) - a_tokens - b_tokens
+
+
+def joined_tokens(encode: Callable[[str], list[int]], parts: list[tuple[str, str, int]]) -> int:
+    """Exact token count of `"".join(joiner + text for joiner, text, _ in parts)` from each text's own count.
+
+    `parts` are (joiner before the text, text, tokens of the text alone); the first joiner must be "".
+    """
+    total = sum(count for _, _, count in parts)
+    for (_, left, left_tokens), (joiner, right, right_tokens) in zip(parts, parts[1:], strict=False):
+        total += join_delta(encode, left, joiner, right, left_tokens, right_tokens)
+    return total
 
 
 def join_tokens(tokenizer: Tokenizer, separator: str) -> int:

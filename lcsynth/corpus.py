@@ -51,17 +51,23 @@ def read_jsonl(spec: CorpusSpec) -> Iterator[Document]:
     path = _require_path(spec)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     for file in files:
-        with file.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{file}:{number}: expected a JSON object per line")
-                yield _make_document(row, spec, f"{file}:{number}", f"{file.stem}:{number}")
+        for number, row in jsonl_objects(file):
+            yield _make_document(row, spec, f"{file}:{number}", f"{file.stem}:{number}")
+
+
+def jsonl_objects(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a bad line is a one-line error naming file and line."""
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{file}:{number}: expected a JSON object per line")
+            yield number, row
 
 
 def read_parquet(spec: CorpusSpec) -> Iterator[Document]:

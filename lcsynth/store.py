@@ -27,6 +27,7 @@ MAX_SEGMENT_CHARS = 800
 _BOUNDARY = re.compile(r"(?<=[.!?])\s|(?<=\S)\n")
 _SPACE = re.compile(r"\s")
 ADDITIVITY_PROBES = 8
+RECENT_DOCS = 32  # documents kept in memory after a read: bounded, whatever the corpus size
 
 
 def segment_text(text: str, max_chars: int = MAX_SEGMENT_CHARS) -> list[str]:
@@ -76,6 +77,7 @@ class TokenStore:
         self.tokenizer_name: str = index["tokenizer"]
         self._position = {doc_id: i for i, doc_id in enumerate(self.ids)}
         self._handle = (folder / "docs.jsonl").open("rb")
+        self._recent: dict[int, StoredDoc] = {}
 
     @staticmethod
     def fingerprint(corpus_key: str, tokenizer: Tokenizer) -> str:
@@ -103,10 +105,17 @@ class TokenStore:
         return self._position.get(doc_id)
 
     def doc(self, index: int) -> StoredDoc:
-        """Read one document's segments from disk."""
+        """Read one document's segments from disk (the last few read are kept, so repeated draws are cheap)."""
+        cached = self._recent.get(index)
+        if cached is not None:
+            return cached
         self._handle.seek(self.offsets[index])
         row = json.loads(self._handle.readline())
-        return StoredDoc(index, row["id"], row["segments"], row["counts"])
+        doc = StoredDoc(index, row["id"], row["segments"], row["counts"])
+        if len(self._recent) >= RECENT_DOCS:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[index] = doc
+        return doc
 
     def close(self) -> None:
         """Close the segment file."""

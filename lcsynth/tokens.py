@@ -53,13 +53,25 @@ class LlamaCppTokenizer:
         """The GGUF key-value metadata (chat template, special tokens, context length)."""
         return self._llama.metadata
 
+    def _tokenize(self, text: str, special: bool) -> list[int]:
+        # llama-cpp-python sizes its buffer by the training context and, for longer texts, tokenizes twice
+        # (the first call only reports the size); a buffer of one token per byte always fits.
+        import llama_cpp
+
+        data = text.encode("utf-8")
+        buffer = (llama_cpp.llama_token * (len(data) + 1))()
+        count = llama_cpp.llama_tokenize(self._llama._model.vocab, data, len(data), buffer, len(buffer), False, special)
+        if count < 0:
+            return self._llama.tokenize(data, add_bos=False, special=special)
+        return buffer[:count]
+
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text (special-token strings are not parsed)."""
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return self._tokenize(text, special=False)
 
     def encode_special(self, text: str) -> list[int]:
         """Token ids of a rendered prompt, whose chat markup must become special tokens."""
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return self._tokenize(text, special=True)
 
     def _table(self) -> list[bytes]:
         # llama-cpp-python's detokenize reads pieces through a 32-byte buffer and garbles longer tokens

@@ -169,7 +169,8 @@ def passage_qa(request):
 
 
 def wrong_answer(request):
-    return completion(json.dumps({"question": "What is it?", "answer": "zzzz not in text", "decoys": ["Why is that so?"]}))
+    qa = {"question": "What is it?", "answer": "zzzz not in text", "decoys": ["Why is that so?"]}
+    return completion(json.dumps(qa))
 
 
 def test_keychain_qa_written_by_a_model_is_checked_against_its_passage(tmp_path, scripted):
@@ -189,3 +190,22 @@ def test_keychain_qa_written_by_a_model_is_checked_against_its_passage(tmp_path,
     data["output"]["name"], data["cache"] = "bad", {"enabled": False}
     bad = asyncio.run(run_recipe(validate_recipe(data, "test"), scripted(wrong_answer), show_progress=False))
     assert bad.rows == {} and bad.rejects == {"answer_not_in_evidence": 3}
+
+
+def test_keychain_reads_qa_pairs_from_jsonl_and_names_a_bad_line(tmp_path):
+    from lcsynth.demo_qa import demo_qa
+    from lcsynth.errors import InputError
+
+    items = list(demo_qa(iter_demo_documents(("json", "textwrap", "shlex"))))[:3]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "question": d.meta["question"], "answer": d.meta["answers"][0],
+                                        "paragraphs": [d.text]}) + "\n" for i, d in enumerate(items)))
+    method = {"name": "keychain", "qa": str(path), "lengths": {"targets": ["4k"]}}
+    _, rows = construct(tmp_path, method)
+    assert [r["meta"]["qa_id"] for r in rows["grpo"]] == ["q0", "q1", "q2"]
+    for row, item in zip(rows["grpo"], items, strict=True):
+        user = row["prompt"][-1]["content"]
+        assert item.text.strip() in user and resolve(user, row["meta"]["chain"]["head"], 10)[1] == item.meta["question"]
+    path.write_text('{"question": "Why?"}\n')
+    with pytest.raises(InputError, match=r"qa.jsonl:1: a QA line needs 'question' and 'answer'"):
+        construct(tmp_path, method, name="bad")

@@ -113,7 +113,7 @@ def test_user_folder_overrides_builtin_by_name(tmp_path, monkeypatch):
     monkeypatch.setenv("LCSYNTH_TEMPLATES", str(user))
     assert find_templates()["longmagpie/query"].render(document="d").messages[0]["content"] == "X d"
     assert [t.path for t in scan_templates() if t.name == "longmagpie/query"][-1] == str(user / "q.yaml")
-    with pytest.raises(ConfigError, match="template 'nope' not found; known: keychain/prompt, longmagpie/answer"):
+    with pytest.raises(ConfigError, match="template 'nope' not found; known: keychain/prompt, keychain/qa, "):
         get_template("nope")
 
 

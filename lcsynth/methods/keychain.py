@@ -31,7 +31,7 @@ from lcsynth.assemble import (
     token_offsets,
 )
 from lcsynth.context_gain import encode_prompt
-from lcsynth.corpus import Document
+from lcsynth.corpus import Document, jsonl_objects
 from lcsynth.errors import ConfigError, InputError, Reject
 from lcsynth.lengths import DepthSpec, LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
@@ -69,23 +69,16 @@ def load_qa(path: str) -> Iterator[Document]:
     file = Path(path)
     if not file.exists():
         raise InputError(f"keychain qa: {file} does not exist")
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
-            answers = row.get("answers", row.get("answer"))
-            answers = [answers] if isinstance(answers, str) else answers
-            if not isinstance(row.get("question"), str) or not answers or not all(isinstance(a, str) for a in answers):
-                raise InputError(f"{file}:{number}: a QA line needs 'question' and 'answer' (or 'answers')")
-            evidence = row.get("paragraphs", row.get("context", ""))
-            if isinstance(evidence, list):
-                evidence = _SEPARATOR.join(p if isinstance(p, str) else "\n".join(map(str, p)) for p in evidence)
-            yield Document(str(row.get("id", f"{file.stem}:{number}")), str(evidence),
-                           {"question": row["question"], "answers": answers, "source_doc": row.get("source_doc")})
+    for number, row in jsonl_objects(file):
+        answers = row.get("answers", row.get("answer"))
+        answers = [answers] if isinstance(answers, str) else answers
+        if not isinstance(row.get("question"), str) or not answers or not all(isinstance(a, str) for a in answers):
+            raise InputError(f"{file}:{number}: a QA line needs 'question' and 'answer' (or 'answers')")
+        evidence = row.get("paragraphs", row.get("context", ""))
+        if isinstance(evidence, list):
+            evidence = _SEPARATOR.join(p if isinstance(p, str) else "\n".join(map(str, p)) for p in evidence)
+        yield Document(str(row.get("id", f"{file.stem}:{number}")), str(evidence),
+                       {"question": row["question"], "answers": answers, "source_doc": row.get("source_doc")})
 
 
 def new_uuid(rng: random.Random, taken: set[str]) -> str:
@@ -193,8 +186,8 @@ class KeyChainMethod(Method):
         links = [(chain, hop, keys[hop], keys[hop + 1] if hop + 1 < len(keys) else endings[chain])
                  for chain, keys in enumerate(heads) for hop in range(len(keys))]
         rng.shuffle(links)
-        link_pieces = [text_piece(pair_text(key, value), tokenizer, {"link": [chain, hop]})
-                       for chain, hop, key, value in links]
+        link_pieces = [Piece([text], [len(tokenizer.encode(text))], {"link": [chain, hop]})
+                       for text, (chain, hop, _, _) in ((pair_text(k, v), (c, h, k, v)) for c, h, k, v in links)]
 
         template = ctx.template(self.params.template)
         prefix, suffix = self._frame(ctx, template, heads[0][0])
@@ -214,6 +207,8 @@ class KeyChainMethod(Method):
         context, link_at = self._insert_links(pieces, link_pieces, at, rng)
 
         messages = ctx.render(template, context=context, head=heads[0][0]).messages or []
+        # one tokenization of the finished prompt: with hundreds of inserted links it is cheaper than
+        # counting what each join changes
         n_tokens = len(encode_prompt(tokenizer, ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
         if abs(n_tokens - target) > tolerance:
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")

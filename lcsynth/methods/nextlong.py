@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import join_tokens, trim_to
+from lcsynth.assemble import join_tokens, joined_tokens, trim_to
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.lengths import LengthSpec
@@ -79,6 +79,7 @@ class NExtLongParams(BaseModel):
     lengths: LengthSpec = Field(default_factory=lambda: LengthSpec(targets={65536: 1.0}))
     max_chunk_chars: int = Field(default=2048, ge=64)
     retriever: str = "bm25"
+    recount: bool = False  # tokenize each finished text once more (only needed for unusual tokenizers)
 
 
 class NExtLongMethod(Method):
@@ -94,6 +95,7 @@ class NExtLongMethod(Method):
         super().__init__(params)
         self._retriever: Retriever | None = None
         self._chunk_tokens: dict[int, int] = {}
+        self._additive = True
 
     def retriever(self, store: TokenStore, tokenizer: Tokenizer) -> Retriever:
         """The corpus chunk index, built once per corpus, tokenizer and chunk size, then loaded from disk."""
@@ -128,6 +130,7 @@ class NExtLongMethod(Method):
         if budget <= 0:
             raise Reject("document_longer_than_target", f"{sum(part_tokens)} tokens >= target {target}")
         retriever = self.retriever(store, tokenizer)
+        self._additive = store.additive
         average = max(store.total_tokens // max(len(retriever), 1), 1)
         k = math.ceil(budget / (len(parts) * (average + join)))
         negatives = self._negatives(parts, k, budget, join, doc.id, retriever, tokenizer, rng)
@@ -144,11 +147,13 @@ class NExtLongMethod(Method):
         used: set[int] = set()
         chosen: list[list[tuple[Chunk, float, int]]] = []
         left = budget
-        others = [i for i in range(len(retriever)) if retriever.chunk(i).doc_id != doc_id]
-        if not others:
-            raise Reject("no_negatives", "the corpus has no other document")
+        others: list[int] = []
         for part in parts:
             hits = retriever.search(part, k, exclude_doc=doc_id, exclude_ids=used)
+            if len(hits) < k and not others:  # BM25 found too few: top up with random chunks of other documents
+                others = [i for i in range(len(retriever)) if retriever.chunk(i).doc_id != doc_id]
+                if not others:
+                    raise Reject("no_negatives", "the corpus has no other document")
             while len(hits) < k and len(used) + len(hits) < len(others):
                 extra = rng.choice(others)
                 if extra not in used and all(extra != h for h, _ in hits):
@@ -175,6 +180,7 @@ class NExtLongMethod(Method):
              doc_id: str, seed: int, target: int, tolerance: int, tokenizer: Any) -> Record:
         """Lay out p₁ N₁ p₂ N₂ …, with character spans of the meta-chunks and the negatives' provenance."""
         pieces: list[str] = []
+        counted: list[tuple[str, int]] = []
         spans, token_offsets, at, tokens_at = [], [], 0, 0
         for part, count, group in zip(parts, part_tokens, negatives, strict=True):
             for text, tokens in [(part, count), *((c.text, n) for c, _, n in group)]:
@@ -185,10 +191,15 @@ class NExtLongMethod(Method):
                     spans.append([at, at + len(part)])
                     token_offsets.append(tokens_at)
                 pieces.append(text)
+                counted.append((text, tokens))
                 at += len(text)
                 tokens_at += tokens
         text = _JOIN.join(pieces)
-        n_tokens = len(tokenizer.encode(text))
+        if self.params.recount or not self._additive:
+            n_tokens = len(tokenizer.encode(text))
+        else:
+            joiners = ["", *[_JOIN] * (len(counted) - 1)]
+            n_tokens = joined_tokens(tokenizer.encode, [(j, t, n) for j, (t, n) in zip(joiners, counted, strict=True)])
         if abs(n_tokens - target) > tolerance:
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
         meta = {"method": self.name, "seed": seed, "source_doc_id": doc_id, "target_tokens": target,

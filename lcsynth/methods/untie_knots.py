@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import Piece, join_tokens, span_piece, tidy
+from lcsynth.assemble import Piece, join_tokens, joined_tokens, span_piece, tidy
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.lengths import LengthSpec
@@ -50,6 +50,7 @@ class UntieKnotsParams(BaseModel):
                                                                                            "next_chunk"])
     id_length: int = Field(default=6, ge=4)
     markers: Markers = Field(default_factory=Markers)
+    recount: bool = False  # tokenize each finished text once more (only needed for unusual tokenizers)
 
 
 class UntieKnotsMethod(Method):
@@ -90,8 +91,9 @@ class UntieKnotsMethod(Method):
             docs.append((stored.id, piece, n))
             left -= piece.tokens + n * per_chunk
         chunks = self._chunks(docs, rng)
-        text, layout, no_loss, traced = self._layout(chunks, docs)
-        n_tokens = len(tokenizer.encode(text))
+        text, layout, no_loss, traced, parts = self._layout(chunks, tokenizer)
+        exact = self.params.recount or not store.additive
+        n_tokens = len(tokenizer.encode(text)) if exact else joined_tokens(tokenizer.encode, parts)
         if abs(n_tokens - target) > tolerance:
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
         meta = {"method": self.name, "seed": seed, "target_tokens": target, "n_tokens": n_tokens,
@@ -119,7 +121,8 @@ class UntieKnotsMethod(Method):
             for k in range(len(bounds) - 1):
                 text = "".join(piece.segments[bounds[k]:bounds[k + 1]])
                 chunks.append({"doc": doc_index, "doc_id": doc_id, "chunk": k, "of": len(bounds) - 1,
-                               "id": ids[k] if len(bounds) > 2 else None, "text": text})
+                               "id": ids[k] if len(bounds) > 2 else None, "text": text,
+                               "tokens": sum(piece.counts[bounds[k]:bounds[k + 1]])})
         last = chunks.pop()  # the last chunk of the last document stays at the end
         if self.params.preserve_order:
             slots = [c["doc"] for c in chunks]
@@ -132,9 +135,12 @@ class UntieKnotsMethod(Method):
             rng.shuffle(chunks)
         return [*chunks, last]
 
-    def _layout(self, chunks: list[dict[str, Any]], docs: list[tuple[str, Piece, int]]) -> tuple[
-            str, list[dict[str, Any]], list[list[int]], str]:
-        """The text with markers and sort blocks; chunk spans; no-loss spans; the text without sort blocks."""
+    def _layout(self, chunks: list[dict[str, Any]], tokenizer: Any) -> tuple[
+            str, list[dict[str, Any]], list[list[int]], str, list[tuple[str, str, int]]]:
+        """Lay the chunks out: text, chunk spans, no-loss spans, text without sort blocks, counted parts.
+
+        The counted parts are (joiner, text, tokens), from which the text's length is counted exactly.
+        """
         m = self.params.markers
         last_seen = {c["doc"]: i for i, c in enumerate(chunks)}
         ids_of: dict[int, list[str]] = {}
@@ -142,6 +148,7 @@ class UntieKnotsMethod(Method):
             if c["id"]:
                 ids_of.setdefault(c["doc"], [None] * c["of"])[c["chunk"]] = c["id"]
         parts: list[str] = []
+        counted: list[tuple[str, str, int]] = []
         traced: list[str] = []
         layout, no_loss, at = [], [], 0
         for i, c in enumerate(chunks):
@@ -150,8 +157,11 @@ class UntieKnotsMethod(Method):
                 traced.append(_SEPARATOR)
                 at += len(_SEPARATOR)
             prefix = self._prefix(c["id"]) if c["id"] else ""
+            joiner = _SEPARATOR if i else ""
             if prefix:
                 no_loss.append([at, at + len(prefix.rstrip())])
+                counted.append((joiner, prefix, len(tokenizer.encode(prefix))))
+            counted.append(("" if prefix else joiner, c["text"], c["tokens"]))
             body = prefix + c["text"]
             layout.append({"doc_id": c["doc_id"], "chunk": c["chunk"], "of": c["of"], "id": c["id"],
                            "char_span": [at + len(prefix), at + len(body)]})
@@ -161,8 +171,9 @@ class UntieKnotsMethod(Method):
             if self.params.sort_task and c["id"] and last_seen[c["doc"]] == i:
                 block = f"\n{m.sort_open} " + f" {m.sort_sep} ".join(ids_of[c["doc"]]) + f" {m.sort_close}"
                 parts.append(block)
+                counted.append(("", block, len(tokenizer.encode(block))))
                 at += len(block)
-        return "".join(parts), layout, no_loss, "".join(traced)
+        return "".join(parts), layout, no_loss, "".join(traced), counted
 
     def _tracing(self, text: str, layout: list[dict[str, Any]], rng: random.Random, seed: int) -> list[Record]:
         """GRPO rows whose answers the layout fixes: a document's chunk order, or the chunk after a chunk."""
