@@ -1,3 +1,10 @@
 """lcsynth: long-context training data from real long documents."""
 
 __version__ = "0.1.0"
+
+
+def load(run_dir: str) -> object:
+    """A finished run as a `datasets.DatasetDict`, one entry per row kind (see `lcsynth.export.load`)."""
+    from lcsynth.export import load as load_run
+
+    return load_run(run_dir)

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from lcsynth import __version__
 from lcsynth.cli_cache import app as cache_app
+from lcsynth.cli_export import check, export
 from lcsynth.cli_templates import app as templates_app
 from lcsynth.errors import ConfigError, LcsynthError
 
@@ -24,6 +25,8 @@ corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(templates_app, name="templates")
 app.add_typer(cache_app, name="cache")
+app.command()(export)
+app.command()(check)
 err = Console(stderr=True, soft_wrap=True)
 
 
