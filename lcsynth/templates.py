@@ -104,10 +104,10 @@ class PromptTemplate(BaseModel):
 
     def render(self, tokenizer: Tokenizer | None = None, **variables: Any) -> RenderedPrompt:
         """Render with declared defaults filled in; every failure is a ConfigError naming file, line, cause."""
-        values = {name: spec.default for name, spec in self.variables.items() if spec.default is not None}
+        values = dict(template_helpers(tokenizer))  # a variable of the same name wins over a helper
+        values.update({name: spec.default for name, spec in self.variables.items() if spec.default is not None})
         values.update(variables)
         values.setdefault("meta", {})
-        values.update(template_helpers(tokenizer))
         rendered = [(label, self._render_part(label, source, values)) for label, source in self.sources()]
         if self.prompt is not None:
             return RenderedPrompt(prompt=rendered[0][1])

@@ -49,6 +49,14 @@ def test_render_fills_defaults_and_keeps_roles(tmp_path):
     assert template.render(document="D", style="long").messages[0]["content"].endswith("long.\n")
 
 
+def test_a_variable_named_like_a_helper_wins_over_the_helper(tmp_path, smol_tokenizer):
+    source = GOOD.replace("style: {type: string, default: brief}", "chunk: {type: string}").replace(
+        "{{ style }}", "{{ chunk }}")
+    template = load_template_file(write(tmp_path, "t.yaml", source))
+    assert template.render(smol_tokenizer, document="D", chunk="PASSAGE").messages[0]["content"].endswith(
+        "Ask something PASSAGE.\n")
+
+
 def test_undefined_variable_names_file_part_line_and_variable(tmp_path):
     path = write(tmp_path, "t.yaml", GOOD.replace("{{ style }}", "{{ styel }}"))
     with pytest.raises(ConfigError) as caught:

@@ -185,6 +185,7 @@ METHODS = Registry("method", "lcsynth.methods", {
     "longmagpie": "lcsynth.methods.longmagpie:LongMagpieMethod",
     "template": "lcsynth.methods.template:TemplateMethod",
     "keychain": "lcsynth.methods.keychain:KeyChainMethod",
+    "longpo": "lcsynth.methods.longpo:LongPOMethod",
     "untie_knots": "lcsynth.methods.untie_knots:UntieKnotsMethod",
     "nextlong": "lcsynth.methods.nextlong:NExtLongMethod",
 })

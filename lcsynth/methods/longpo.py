@@ -1,0 +1,149 @@
+"""LongPO: short-to-long preference pairs for DPO.
+
+From a contiguous span x_S of a document the model writes numbered questions; one is kept, behind a
+lead-in that points at the text. The model answers it twice: from the span alone (chosen) and from the
+whole document x_L (rejected). The DPO row's `prompt` is the long context, and `short_prompt` the short
+one, for LongPO's short-to-long reference term.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lcsynth.backends.base import Completion
+from lcsynth.config import TokenCount
+from lcsynth.corpus import Document
+from lcsynth.errors import Reject
+from lcsynth.methods.base import Method, MethodContext, Record
+from lcsynth.quality import repeated_ngram_ratio
+from lcsynth.store import segment_counts, segment_text
+from lcsynth.templates import template_request
+
+_MARKUP_TOKENS = 64
+_NUMBERED = re.compile(r"^\s*(\d+)\s*[:.)]\s*(.+?)\s*$", re.M)
+LEAD_INS = (
+    "Based on the text above, ",
+    "Using the document above, ",
+    "According to the material above, ",
+    "Drawing on the text you were given, ",
+    "From what the document says, ",
+    "With the passage above in mind, ",
+)
+REFUSALS = ("i cannot", "i can't", "i'm sorry", "i am sorry", "as an ai", "i am unable", "i'm unable",
+            "cannot answer", "not able to answer", "no information")
+
+
+class LongPOParams(BaseModel):
+    """Parameters of the `longpo` method."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples_per_document: int = Field(default=1, ge=1)
+    chunk_tokens: TokenCount = 16384
+    questions: int = Field(default=4, ge=1)
+    instruction_template: str = "longpo/instruction"
+    answer_template: str = "longpo/answer"
+    instruction_max_tokens: int = Field(default=512, gt=0)
+    answer_max_tokens: int = Field(default=1024, gt=0)
+    temperature: float | None = Field(default=None, ge=0)
+    max_repetition: float = Field(default=0.5, gt=0, le=1)
+
+
+def numbered_questions(text: str) -> list[str]:
+    r"""Questions written as `1: …`, `2: …` (or `1.`/`1)`), in order.
+
+    >>> numbered_questions("1: Why?\n2) How so?\nnoise")
+    ['Why?', 'How so?']
+    """
+    return [m.group(2) for m in _NUMBERED.finditer(text)]
+
+
+class LongPOMethod(Method):
+    """DPO rows: the answer from a short span preferred to the answer from the whole document."""
+
+    name = "longpo"
+    kind = "dpo"
+    Params = LongPOParams
+    params: LongPOParams
+
+    def reserved_tokens(self) -> int:
+        """Question and answer budgets plus chat markup."""
+        return self.params.instruction_max_tokens + self.params.answer_max_tokens + _MARKUP_TOKENS
+
+    async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
+        """Cut the span, ask for questions, answer one from the span and from the document, check, lay out."""
+        seed = rng.randrange(2**31)
+        rng = random.Random(seed)
+        tokenizer = ctx.backend.tokenizer
+        segments = segment_text(doc.text)
+        counts = segment_counts(tokenizer, segments)
+        if sum(counts) <= self.params.chunk_tokens:
+            raise Reject("document_too_short", f"{sum(counts)} tokens, not more than chunk_tokens "
+                                                f"{self.params.chunk_tokens}")
+        first, last, tokens = self._span(counts, rng)
+        chunk = "".join(segments[first:last]).strip()
+        start = sum(counts[:first])
+
+        asking = ctx.template(self.params.instruction_template)
+        written = await ctx.complete(template_request(
+            asking, ctx.render(asking, passage=chunk, count=self.params.questions, meta=doc.meta), rng.randrange(2**31),
+            self.params.instruction_max_tokens, self.params.temperature))
+        questions = [q for q in numbered_questions(written.text) if len(re.findall(r"[^\W\d_]{2,}", q)) >= 3]
+        if len(questions) != self.params.questions:
+            raise Reject("wrong_question_count", f"{len(questions)} numbered questions of 3+ words, "
+                         f"want {self.params.questions}",
+                         raw=written.text)
+        question = rng.choice(questions)
+        if question[1:2].islower():  # "What is…" reads on after the lead-in as "what is…"
+            question = question[0].lower() + question[1:]
+        instruction = rng.choice(LEAD_INS) + question
+        ctx.check({"instruction": instruction}, asking.schema() or "longpo_instruction", "invalid_instruction")
+
+        answering = ctx.template(self.params.answer_template)
+        short = ctx.render(answering, document=chunk, instruction=instruction, meta=doc.meta)
+        long = ctx.render(answering, document=doc.text, instruction=instruction, meta=doc.meta)
+        answer_seed = rng.randrange(2**31)  # the same seed for both: only the context differs
+        chosen = self.clean(await ctx.complete(template_request(
+            answering, short, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "chosen")
+        rejected = self.clean(await ctx.complete(template_request(
+            answering, long, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "rejected")
+        if " ".join(chosen.split()) == " ".join(rejected.split()):
+            raise Reject("identical_answers", raw=chosen)
+        meta = {
+            "method": self.name, "model": ctx.model_id, "seed": seed, "doc_id": doc.id, "sample": sample,
+            "templates": [f"{t.name}@{t.version}" for t in (asking, answering)],
+            "chunk_span": [start, start + tokens], "chunk_tokens": tokens, "document_tokens": sum(counts),
+            "question": instruction,
+        }
+        row = {"prompt": long.messages, "chosen": [{"role": "assistant", "content": chosen}],
+               "rejected": [{"role": "assistant", "content": rejected}], "short_prompt": short.messages}
+        return [Record(self.kind, row, meta)]
+
+    def _span(self, counts: list[int], rng: random.Random) -> tuple[int, int, int]:
+        """Segments [first, last) of at most `chunk_tokens` tokens from a random start (at least one segment)."""
+        first = rng.randrange(len(counts))
+        total, last = 0, first
+        while last < len(counts) and (last == first or total + counts[last] <= self.params.chunk_tokens):
+            total += counts[last]
+            last += 1
+        while first > 0 and total + counts[first - 1] <= self.params.chunk_tokens:  # near the end: grow backwards
+            first -= 1
+            total += counts[first]
+        return first, last, total
+
+    def clean(self, completion: Completion, which: str) -> str:
+        """The answer, or a Reject: empty, cut off, refusing, looping, or with fewer than two real words."""
+        answer = completion.text.strip()
+        if not answer:
+            raise Reject(f"empty_{which}", raw=completion.text)
+        if completion.finish_reason == "length":
+            raise Reject(f"{which}_truncated", f"hit max_tokens={self.params.answer_max_tokens}", raw=answer)
+        if any(phrase in answer.lower() for phrase in REFUSALS):
+            raise Reject(f"{which}_refusal", raw=answer)
+        if repeated_ngram_ratio(answer) > self.params.max_repetition:
+            raise Reject(f"repetitive_{which}", raw=answer)
+        if sum(len(w) >= 3 for w in re.findall(r"\w+", answer)) < 2:
+            raise Reject(f"{which}_too_short", raw=answer)
+        return answer

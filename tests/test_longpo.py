@@ -1,0 +1,71 @@
+"""LongPO preference pairs (scripted backend, a fake): span and document answers, checks, DPO layout."""
+
+import asyncio
+import json
+
+from conftest import text
+from test_pipeline import corpus, recipe
+
+from lcsynth.demo_corpus import render_module
+from lcsynth.methods.longpo import LEAD_INS
+from lcsynth.pipeline import run_recipe
+
+QUESTIONS = "1: What does it parse?\n2: Which options exist?\n3: How are errors shown?\n4: What is returned?"
+
+
+def answers(short: str, long: str, questions: str = QUESTIONS):
+    def reply(request):
+        messages = request.message_dicts()
+        if messages[-1]["content"].rstrip().endswith("write nothing else."):
+            return text(questions)
+        context = messages[0]["content"]
+        return text(short if len(context) < 2000 else long)
+    return reply
+
+
+def run(tmp_path, scripted, reply, name="run"):
+    docs = [render_module("json"), render_module("textwrap")]
+    spec = recipe(corpus(tmp_path, docs), methods=[{"name": "longpo", "chunk_tokens": 256}],
+                  output={"name": name}, cache={"enabled": False})
+    backend = scripted(reply)
+    summary = asyncio.run(run_recipe(spec, backend, show_progress=False))
+    summary.requests = backend.history
+    return summary, docs
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_pairs_prefer_the_span_answer_and_keep_both_prompts(tmp_path, scripted, smol_tokenizer):
+    summary, docs = run(tmp_path, scripted, answers("The span says dumps writes JSON text.",
+                                                    "The whole page lists many functions and classes."))
+    rows = read(summary.run_dir / "dpo-00000.jsonl")
+    assert len(rows) == 2 and summary.rejects == {}
+    asked = [r.message_dicts()[-1]["content"] for r in summary.requests if "write nothing else" in str(r.messages)]
+    for row, doc, ask in zip(rows, docs, asked, strict=True):
+        long_context, short_context = row["prompt"][0]["content"], row["short_prompt"][0]["content"]
+        assert ask.startswith(short_context + "\n\nWrite 4 different questions")  # the span is what was read
+        assert long_context == doc and short_context in doc and len(short_context) < len(doc)  # x_S inside x_L
+        question = row["prompt"][1]["content"]
+        assert question == row["short_prompt"][1]["content"] and question.startswith(LEAD_INS)
+        asked = question.split(", ", 1)[1]
+        assert asked[0].upper() + asked[1:] in QUESTIONS
+        assert row["chosen"] == [{"role": "assistant", "content": "The span says dumps writes JSON text."}]
+        assert row["rejected"][0]["content"].startswith("The whole page")
+        start, end = row["meta"]["chunk_span"]
+        assert 0 < end - start <= 256
+        assert abs(len(smol_tokenizer.encode(short_context)) - (end - start)) <= 2
+
+
+def test_unusable_pairs_become_rejects_with_reasons(tmp_path, scripted):
+    same, _ = run(tmp_path, scripted, answers("Both contexts give this answer.", "Both contexts give this answer."),
+                  "same")
+    assert same.rejects == {"identical_answers": 2}
+    three, _ = run(tmp_path, scripted, answers("a b", "c d", questions="1: One?\n2: Two?\n3: Three?"), "three")
+    assert three.rejects == {"wrong_question_count": 2}
+    refusing, _ = run(tmp_path, scripted, answers("I'm sorry, I cannot help with that.", "Fine answer here."),
+                      "refusing")
+    assert refusing.rejects == {"chosen_refusal": 2}
+    (reject,) = read(refusing.run_dir / "rejects.jsonl")[:1]
+    assert reject["raw"].startswith("I'm sorry")
