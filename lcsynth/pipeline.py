@@ -137,9 +137,12 @@ def prepare_run_dir(recipe: Recipe) -> Path:
     return run_dir
 
 
-def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
-                     stats: dict[str, int]) -> Iterator[tuple[Document, Reject | None]]:
-    """Stream the corpus, fitting each document into `token_limit` tokens or saying why it is skipped."""
+def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, stats: dict[str, int],
+                     store: TokenStore | None = None) -> Iterator[tuple[Document, Reject | None]]:
+    """Stream the corpus, fitting each document into `token_limit` tokens or saying why it is skipped.
+
+    A document the token store already counted, and that fits, is not tokenized again.
+    """
     overflow = recipe.context.overflow
     for read, doc in enumerate(iter_documents(recipe.corpus)):
         if recipe.limits.max_documents is not None and read >= recipe.limits.max_documents:
@@ -149,7 +152,11 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
             yield doc, Reject("document_too_short", f"{len(doc.text)} characters")
             continue
         how = "head" if overflow == "skip" else overflow
-        text, kept, total = fit_tokens(backend.tokenizer, doc.text, token_limit, how)
+        position = store.position(doc.id) if store is not None else None
+        if position is not None and store.doc_tokens[position] <= token_limit:
+            text, kept, total = doc.text, store.doc_tokens[position], store.doc_tokens[position]
+        else:
+            text, kept, total = fit_tokens(backend.tokenizer, doc.text, token_limit, how)
         if kept < total and overflow == "skip":
             yield doc, Reject("document_too_long", f"{total} tokens > limit {token_limit}")
             continue
@@ -401,7 +408,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
         if any(m.needs_store for m in methods):
             ctx.store = open_store(recipe, backend.tokenizer)
-        docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats)
+        docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats, ctx.store)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
         total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
                                                                                    for m in methods)

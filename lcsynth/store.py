@@ -27,7 +27,7 @@ MAX_SEGMENT_CHARS = 800
 _BOUNDARY = re.compile(r"(?<=[.!?])\s|(?<=\S)\n")
 _SPACE = re.compile(r"\s")
 ADDITIVITY_PROBES = 8
-RECENT_DOCS = 32  # documents kept in memory after a read: bounded, whatever the corpus size
+RECENT_CHARS = 16_000_000  # text of recently read documents kept in memory: bounded, whatever the corpus size
 
 
 def segment_text(text: str, max_chars: int = MAX_SEGMENT_CHARS) -> list[str]:
@@ -78,6 +78,7 @@ class TokenStore:
         self._position = {doc_id: i for i, doc_id in enumerate(self.ids)}
         self._handle = (folder / "docs.jsonl").open("rb")
         self._recent: dict[int, StoredDoc] = {}
+        self._recent_chars = 0
 
     @staticmethod
     def fingerprint(corpus_key: str, tokenizer: Tokenizer) -> str:
@@ -112,9 +113,12 @@ class TokenStore:
         self._handle.seek(self.offsets[index])
         row = json.loads(self._handle.readline())
         doc = StoredDoc(index, row["id"], row["segments"], row["counts"])
-        if len(self._recent) >= RECENT_DOCS:
-            self._recent.pop(next(iter(self._recent)))
+        size = sum(map(len, doc.segments))
+        while self._recent and self._recent_chars + size > RECENT_CHARS:
+            oldest = self._recent.pop(next(iter(self._recent)))
+            self._recent_chars -= sum(map(len, oldest.segments))
         self._recent[index] = doc
+        self._recent_chars += size
         return doc
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import random
 import re
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,12 @@ from lcsynth.assemble import (
     PROBE,
     Piece,
     distractor_pieces,
+    join_delta,
     join_tokens,
     place,
     span_piece,
     text_piece,
     tidy,
-    token_offsets,
 )
 from lcsynth.context_gain import encode_prompt
 from lcsynth.corpus import Document, jsonl_objects
@@ -37,6 +38,7 @@ from lcsynth.lengths import DepthSpec, LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.parsing import parse_output
 from lcsynth.rewards import normalize_answer
+from lcsynth.store import segment_counts
 from lcsynth.templates import template_request
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
@@ -62,6 +64,7 @@ class KeyChainParams(BaseModel):
     chain_length: int = Field(default=4, ge=1)
     piece_tokens: int = Field(default=512, ge=16)
     template: str = "keychain/prompt"
+    recount: bool = False  # tokenize each finished prompt once more (only needed for unusual tokenizers)
 
 
 def load_qa(path: str) -> Iterator[Document]:
@@ -186,8 +189,10 @@ class KeyChainMethod(Method):
         links = [(chain, hop, keys[hop], keys[hop + 1] if hop + 1 < len(keys) else endings[chain])
                  for chain, keys in enumerate(heads) for hop in range(len(keys))]
         rng.shuffle(links)
-        link_pieces = [Piece([text], [len(tokenizer.encode(text))], {"link": [chain, hop]})
-                       for text, (chain, hop, _, _) in ((pair_text(k, v), (c, h, k, v)) for c, h, k, v in links)]
+        texts = [pair_text(key, value) for _, _, key, value in links]
+        link_pieces = [Piece([text], [count], {"link": [chain, hop]})  # counted in one tokenization
+                       for text, count, (chain, hop, _, _) in zip(texts, segment_counts(tokenizer, texts), links,
+                                                                  strict=True)]
 
         template = ctx.template(self.params.template)
         prefix, suffix = self._frame(ctx, template, heads[0][0])
@@ -198,22 +203,19 @@ class KeyChainMethod(Method):
         if budget < self.params.piece_tokens:
             raise Reject("target_too_short", f"{target} tokens leave {budget} for distractors")
         exclude = {doc.id, doc.meta.get("source_doc") or ""}
-        self._separator_tokens = separator
         estimate = budget // self.params.piece_tokens + 1  # separators between pieces, about one per piece
         pieces = distractor_pieces(ctx.store, rng, budget - separator * estimate, self.params.piece_tokens, exclude,
                                    tokenizer)
         depth = self.params.depth.pick(rng)
         at = place(pieces, evidence, depth)
-        context, link_at = self._insert_links(pieces, link_pieces, at, rng)
-
+        where = self._insert_links(pieces, link_pieces, at, rng)
+        context = _SEPARATOR.join(p.text for p in pieces)
         messages = ctx.render(template, context=context, head=heads[0][0]).messages or []
-        # one tokenization of the finished prompt: with hundreds of inserted links it is cheaper than
-        # counting what each join changes
-        n_tokens = len(encode_prompt(tokenizer, ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
+        offsets, n_tokens = self._count(ctx, template, heads[0][0], pieces, messages)
         if abs(n_tokens - target) > tolerance:
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
         self.verify(context, heads, endings)
-        offsets = token_offsets(pieces, separator, prefix)
+        link_at = [offsets[i] + within for i, within in where]
         meta = {
             "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
             "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
@@ -222,7 +224,7 @@ class KeyChainMethod(Method):
             "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens}],
             "evidence_depths": [round(offsets[at] / n_tokens, 4)],
             "chain": {"head": heads[0][0], "chains": chains, "chain_length": self.params.chain_length,
-                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i] + prefix}
+                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i]}
                                 for i, (chain, hop, key, _) in enumerate(links)]},
             "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i != at],
         }
@@ -257,6 +259,32 @@ class KeyChainMethod(Method):
                          "qa_template": f"{template.name}@{template.version}"})
         return item, decoys
 
+    def _count(self, ctx: MethodContext, template: Any, head: str, pieces: list[Piece],
+               messages: list[dict[str, str]]) -> tuple[list[int], int]:
+        """Token offset of each piece in the rendered prompt, and the prompt's exact length.
+
+        Piece counts add up (segments and links meet at sentence ends); what each blank-line join between
+        pieces, and the joins with the prompt around the context, add is counted on a small window. With
+        `recount`, or a store whose counts do not add up, the offsets are estimates and the length is counted
+        by tokenizing the whole prompt.
+        """
+        tokenizer = ctx.backend.tokenizer
+        framed = ctx.render(template, context=_MARK, head=head).messages or []
+        before, after = ctx.backend.chat_template.render(framed, add_generation_prompt=True).split(_MARK)
+        prompt_encode = partial(encode_prompt, tokenizer)
+        at = len(prompt_encode(before)) + join_delta(prompt_encode, before, "", pieces[0].text)
+        offsets = []
+        for i, piece in enumerate(pieces):
+            if i:
+                at += join_delta(tokenizer.encode, pieces[i - 1].text, _SEPARATOR, piece.text)
+            offsets.append(at)
+            at += piece.tokens
+        total = at + join_delta(prompt_encode, pieces[-1].text, "", after) + len(prompt_encode(after))
+        assert ctx.store is not None
+        if self.params.recount or not ctx.store.additive:
+            total = len(prompt_encode(ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
+        return offsets, total
+
     def _frame(self, ctx: MethodContext, template: Any, head: str) -> tuple[int, int]:
         """Tokens the rendered prompt has before and after the context, counted as they join it."""
         messages = ctx.render(template, context=_MARK, head=head).messages or []
@@ -268,35 +296,31 @@ class KeyChainMethod(Method):
                 len(encode_prompt(tokenizer, PROBE + "." + after)) - len(tokenizer.encode(PROBE + ".")))
 
     def _insert_links(self, pieces: list[Piece], links: list[Piece], evidence_at: int,
-                      rng: random.Random) -> tuple[str, list[int]]:
-        """Join the pieces, putting each link after a distinct sentence end outside the evidence.
+                      rng: random.Random) -> list[tuple[int, int]]:
+        """Put each link after a distinct sentence end outside the evidence, inside the pieces' segments.
 
-        Returns the text and each link's token offset within it (in the order of `links`).
+        Returns, for each link (in the order of `links`), its piece and its token offset within that piece.
         """
         slots = [(i, j) for i, piece in enumerate(pieces) if i != evidence_at
                  for j, segment in enumerate(piece.segments) if segment.rstrip()[-1:] in ".?!"]
         if len(slots) < len(links):
             raise Reject("too_few_sentences", f"{len(slots)} sentence ends for {len(links)} links")
         chosen = dict(zip(rng.sample(slots, len(links)), range(len(links)), strict=True))
-        parts: list[str] = []
-        link_at = [0] * len(links)
-        at = 0
+        where = [(0, 0)] * len(links)
         for i, piece in enumerate(pieces):
-            if i:
-                parts.append(_SEPARATOR)
-                at += self._separator_tokens
+            segments, counts, at = [], [], 0
             for j, (segment, count) in enumerate(zip(piece.segments, piece.counts, strict=True)):
-                parts.append(segment)
+                segments.append(segment)
+                counts.append(count)
                 at += count
                 if (i, j) in chosen:
                     link = links[chosen[(i, j)]]
-                    link_at[chosen[(i, j)]] = at
-                    parts.append(link.text)
+                    where[chosen[(i, j)]] = (i, at)
+                    segments.append(link.text)
+                    counts.append(link.tokens)
                     at += link.tokens
-                    piece.counts[j] += link.tokens  # the link now belongs to this piece's token count
-        return "".join(parts), link_at
-
-    _separator_tokens = 1
+            piece.segments, piece.counts = segments, counts
+        return where
 
     def verify(self, context: str, heads: list[list[str]], endings: list[str]) -> None:
         """Check by code that the chains say what they should; a failure is a Reject, never a bad row."""

@@ -96,6 +96,7 @@ class NExtLongMethod(Method):
         self._retriever: Retriever | None = None
         self._chunk_tokens: dict[int, int] = {}
         self._additive = True
+        self._doc_chunks: dict[str, list[int]] | None = None
 
     def retriever(self, store: TokenStore, tokenizer: Tokenizer) -> Retriever:
         """The corpus chunk index, built once per corpus, tokenizer and chunk size, then loaded from disk."""
@@ -125,16 +126,34 @@ class NExtLongMethod(Method):
         source = "".join(store.doc(position).segments)
         parts = meta_chunks(source, self.params.max_chunk_chars)
         join = join_tokens(tokenizer, _JOIN)
-        part_tokens = [len(tokenizer.encode(p)) for p in parts]
+        retriever = self.retriever(store, tokenizer)
+        self._additive = store.additive
+        part_tokens = self._part_tokens(doc.id, parts, tokenizer)
         budget = target - sum(part_tokens) - join * (len(parts) - 1)
         if budget <= 0:
             raise Reject("document_longer_than_target", f"{sum(part_tokens)} tokens >= target {target}")
-        retriever = self.retriever(store, tokenizer)
-        self._additive = store.additive
         average = max(store.total_tokens // max(len(retriever), 1), 1)
         k = math.ceil(budget / (len(parts) * (average + join)))
         negatives = self._negatives(parts, k, budget, join, doc.id, retriever, tokenizer, rng)
         return [self._row(parts, negatives, part_tokens, join, doc.id, seed, target, tolerance, tokenizer)]
+
+    def _part_tokens(self, doc_id: str, parts: list[str], tokenizer: Any) -> list[int]:
+        """Tokens of the document's meta-chunks: from the index's saved counts where the texts match."""
+        assert self._retriever is not None
+        if self._doc_chunks is None:
+            self._doc_chunks = {}
+            for chunk_id in range(len(self._retriever)):
+                self._doc_chunks.setdefault(self._retriever.chunk(chunk_id).doc_id, []).append(chunk_id)
+        indexed = iter(self._doc_chunks.get(doc_id, []))
+        counts = []
+        for part in parts:
+            chunk_id = next(indexed, None) if part.strip() else None
+            known = self._retriever.chunk(chunk_id) if chunk_id is not None else None
+            if known is not None and known.text == part and chunk_id in self._chunk_tokens:
+                counts.append(self._chunk_tokens[chunk_id])
+            else:
+                counts.append(len(tokenizer.encode(part)))
+        return counts
 
     def _tokens(self, chunk: Chunk, tokenizer: Any) -> int:
         if chunk.id not in self._chunk_tokens:
