@@ -16,7 +16,7 @@ from lcsynth.config import validate_recipe
 from lcsynth.context_gain import encode_prompt
 from lcsynth.demo_corpus import iter_demo_documents
 from lcsynth.lengths import DepthSpec, LengthSpec
-from lcsynth.methods.keychain import UUID_PATTERN, resolve
+from lcsynth.methods.keychain import KEY_PATTERNS, UUID_PATTERN, resolve
 from lcsynth.pipeline import run_recipe
 from lcsynth.rewards import keychain_reward
 from lcsynth.store import TokenStore, segment_counts, segment_text
@@ -110,6 +110,7 @@ def test_untie_knots_layout_is_invertible_and_tracing_answers_follow_from_it(tmp
     method = {"name": "untie_knots", "lengths": {"targets": ["4k"]}, "chunks": {2: 0.5, 3: 0.5}, "tracing_rows": 2}
     _, rows = construct(tmp_path, method, limits={"max_documents": 6})
     assert len(rows["pretrain"]) == 6 and len(rows["grpo"]) == 12
+    assert construct(tmp_path, method, name="again", limits={"max_documents": 6})[1] == rows  # same seed
     for row in rows["pretrain"]:
         text, meta = row["text"], row["meta"]
         assert meta["n_tokens"] == len(smol_tokenizer.encode(text)) and abs(meta["n_tokens"] - 4096) <= 64
@@ -206,6 +207,14 @@ def test_keychain_reads_qa_pairs_from_jsonl_and_names_a_bad_line(tmp_path):
     for row, item in zip(rows["grpo"], items, strict=True):
         user = row["prompt"][-1]["content"]
         assert item.text.strip() in user and resolve(user, row["meta"]["chain"]["head"], 10)[1] == item.meta["question"]
+    hotpot = {"question": "Which city?", "answer": "Paris", "context": [["Paris", ["Paris is a city.", " Big."]]]}
+    other = {"question": "Which river?", "answer": "Seine", "context": [["Seine", ["The Seine is a river."]]]}
+    path.write_text(json.dumps(hotpot) + "\n" + json.dumps(other) + "\n")
+    _, hot = construct(tmp_path, {**method, "key_format": "hex8"}, name="hotpot")
+    row = hot["grpo"][0]
+    user = row["prompt"][-1]["content"]
+    assert "Paris\nParis is a city. Big." in user and re.search(r'\{"[0-9a-f]{8}": "', user)
+    assert resolve(user, row["meta"]["chain"]["head"], 10, KEY_PATTERNS["hex8"])[1] == "Which city?"
     path.write_text('{"question": "Why?"}\n')
     with pytest.raises(InputError, match=r"qa.jsonl:1: a QA line needs 'question' and 'answer'"):
         construct(tmp_path, method, name="bad")

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,7 @@ from lcsynth.store import segment_counts
 from lcsynth.templates import template_request
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
+KEY_PATTERNS = {"uuid4": UUID_PATTERN, "hex8": re.compile(r"^[0-9a-f]{8}$")}
 _PAIR = re.compile(r'\{("(?:[^"\\]|\\.)*"): ("(?:[^"\\]|\\.)*")\}')
 _MARK = "\x00CONTEXT\x00"
 _SEPARATOR = "\n\n"
@@ -62,6 +63,7 @@ class KeyChainParams(BaseModel):
     depth: DepthSpec = Field(default_factory=DepthSpec)
     chains: int | None = Field(default=None, ge=1)  # default: one per 1,024 target tokens
     chain_length: int = Field(default=4, ge=1)
+    key_format: Literal["uuid4", "hex8"] = "uuid4"  # canonical uuid4, or 8 hex digits (a later LoongRL variant)
     piece_tokens: int = Field(default=512, ge=16)
     template: str = "keychain/prompt"
     recount: bool = False  # tokenize each finished prompt once more (only needed for unusual tokenizers)
@@ -79,15 +81,32 @@ def load_qa(path: str) -> Iterator[Document]:
             raise InputError(f"{file}:{number}: a QA line needs 'question' and 'answer' (or 'answers')")
         evidence = row.get("paragraphs", row.get("context", ""))
         if isinstance(evidence, list):
-            evidence = _SEPARATOR.join(p if isinstance(p, str) else "\n".join(map(str, p)) for p in evidence)
+            evidence = _SEPARATOR.join(paragraph_text(p) for p in evidence)
         yield Document(str(row.get("id", f"{file.stem}:{number}")), str(evidence),
                        {"question": row["question"], "answers": answers, "source_doc": row.get("source_doc")})
 
 
-def new_uuid(rng: random.Random, taken: set[str]) -> str:
-    """A canonical uuid4 string from `rng`, unused so far in this sample."""
+def paragraph_text(paragraph: Any) -> str:
+    r"""A paragraph as text: a string, or HotpotQA's `[title, [sentence, ...]]` as the title over its sentences.
+
+    >>> paragraph_text(["Paris", ["Paris is a city.", " It is in France."]])
+    'Paris\nParis is a city. It is in France.'
+    """
+    if isinstance(paragraph, str):
+        return paragraph
+    if isinstance(paragraph, (list, tuple)) and len(paragraph) == 2 and isinstance(paragraph[1], list):
+        return f"{paragraph[0]}\n" + "".join(map(str, paragraph[1]))
+    if isinstance(paragraph, dict):  # {"title": ..., "text"/"paragraph_text": ...}
+        body = paragraph.get("text", paragraph.get("paragraph_text", ""))
+        return f"{paragraph['title']}\n{body}" if paragraph.get("title") else str(body)
+    return str(paragraph)
+
+
+def new_key(rng: random.Random, taken: set[str], form: str = "uuid4") -> str:
+    """A key unused so far in this sample: a canonical uuid4 string, or 8 hex digits (`hex8`)."""
     while True:
-        value = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        bits = rng.getrandbits(128)
+        value = str(uuid.UUID(int=bits, version=4)) if form == "uuid4" else f"{bits & 0xFFFFFFFF:08x}"
         if value not in taken:
             taken.add(value)
             return value
@@ -98,26 +117,27 @@ def pair_text(key: str, value: str) -> str:
     return f" {{{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}}}."
 
 
-def uuid_pairs(text: str) -> dict[str, list[str]]:
-    """Every `{"<uuid>": "value"}` pair in `text`, as key → values (more than one value means ambiguous)."""
+def uuid_pairs(text: str, pattern: re.Pattern[str] = UUID_PATTERN) -> dict[str, list[str]]:
+    """Every `{"<key>": "value"}` pair in `text` whose key matches `pattern`, as key → values."""
     pairs: dict[str, list[str]] = {}
     for key, value in _PAIR.findall(text):
         key = json.loads(key)
-        if UUID_PATTERN.match(key):
+        if pattern.match(key):
             pairs.setdefault(key, []).append(json.loads(value))
     return pairs
 
 
-def resolve(text: str | dict[str, list[str]], head: str, limit: int) -> tuple[list[str], str | None]:
-    """Follow UUID pairs (in `text`, or already parsed) from `head`; (keys visited, final non-UUID value or None)."""
-    pairs = uuid_pairs(text) if isinstance(text, str) else text
+def resolve(text: str | dict[str, list[str]], head: str, limit: int,
+            pattern: re.Pattern[str] = UUID_PATTERN) -> tuple[list[str], str | None]:
+    """Follow key pairs (in `text`, or already parsed) from `head`; (keys visited, final non-key value or None)."""
+    pairs = uuid_pairs(text, pattern) if isinstance(text, str) else text
     visited, current = [], head
     while len(visited) <= limit:
         values = pairs.get(current, [])
         if len(values) != 1:
             return visited, None
         visited.append(current)
-        if not UUID_PATTERN.match(values[0]):
+        if not pattern.match(values[0]):
             return visited, values[0]
         current = values[0]
     return visited, None
@@ -184,7 +204,8 @@ class KeyChainMethod(Method):
         question, answers = doc.meta["question"], doc.meta["answers"]
 
         taken: set[str] = set()
-        heads = [[new_uuid(rng, taken) for _ in range(self.params.chain_length)] for _ in range(chains)]
+        heads = [[new_key(rng, taken, self.params.key_format) for _ in range(self.params.chain_length)]
+                 for _ in range(chains)]
         endings = [question, *decoys]
         links = [(chain, hop, keys[hop], keys[hop + 1] if hop + 1 < len(keys) else endings[chain])
                  for chain, keys in enumerate(heads) for hop in range(len(keys))]
@@ -325,11 +346,12 @@ class KeyChainMethod(Method):
     def verify(self, context: str, heads: list[list[str]], endings: list[str]) -> None:
         """Check by code that the chains say what they should; a failure is a Reject, never a bad row."""
         keys = [key for chain in heads for key in chain]
-        pairs = uuid_pairs(context)
+        pattern = KEY_PATTERNS[self.params.key_format]
+        pairs = uuid_pairs(context, pattern)
         if sorted(pairs) != sorted(keys) or len(set(keys)) != len(keys) or any(len(v) != 1 for v in pairs.values()):
             raise Reject("chain_unverifiable", "the UUID pairs in the text are not exactly the inserted ones")
         for chain, keys_of_chain in enumerate(heads):
-            visited, end = resolve(pairs, keys_of_chain[0], self.params.chain_length)
+            visited, end = resolve(pairs, keys_of_chain[0], self.params.chain_length, pattern)
             if visited != keys_of_chain or end != endings[chain]:
                 raise Reject("chain_unverifiable", f"chain {chain} does not resolve to its question")
             if chain and end == endings[0]:
