@@ -133,9 +133,17 @@ class NExtLongMethod(Method):
         if budget <= 0:
             raise Reject("document_longer_than_target", f"{sum(part_tokens)} tokens >= target {target}")
         average = max(store.total_tokens // max(len(retriever), 1), 1)
-        k = math.ceil(budget / (len(parts) * (average + join)))
-        negatives = self._negatives(parts, k, budget, join, doc.id, retriever, tokenizer, rng)
-        return [self._row(parts, negatives, part_tokens, join, doc.id, seed, target, tolerance, tokenizer)]
+        # joins cost about `join` tokens each; where they cost less or more, aim again with the measured gap
+        for attempt in range(3):
+            k = math.ceil(budget / (len(parts) * (average + join))) + attempt
+            negatives = self._negatives(parts, k, budget, join, doc.id, retriever, tokenizer, random.Random(seed))
+            try:
+                return [self._row(parts, negatives, part_tokens, join, doc.id, seed, target, tolerance, tokenizer)]
+            except Reject as reject:
+                if reject.reason != "length_out_of_tolerance" or attempt == 2:
+                    raise
+                budget += target - int(reject.detail.split(" ", 1)[0])
+        raise AssertionError("unreachable")
 
     def _part_tokens(self, doc_id: str, parts: list[str], tokenizer: Any) -> list[int]:
         """Tokens of the document's meta-chunks: from the index's saved counts where the texts match."""
