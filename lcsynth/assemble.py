@@ -144,11 +144,3 @@ def join_tokens(tokenizer: Tokenizer, separator: str) -> int:
     probe = len(tokenizer.encode(PROBE))
     return len(tokenizer.encode(f"{PROBE}.{separator}{PROBE}")) - len(tokenizer.encode(f"{PROBE}.")) - probe
 
-
-def token_offsets(pieces: list[Piece], separator_tokens: int, start: int = 0) -> list[int]:
-    """Token offset of each piece within their concatenation (separators between pieces counted) after `start`."""
-    offsets, at = [], start
-    for piece in pieces:
-        offsets.append(at)
-        at += piece.tokens + separator_tokens
-    return offsets

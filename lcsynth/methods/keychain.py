@@ -216,7 +216,7 @@ class KeyChainMethod(Method):
                                                                   strict=True)]
 
         template = ctx.template(self.params.template)
-        prefix, suffix = self._frame(ctx, template, heads[0][0])
+        before, after, prefix, suffix = self._frame(ctx, template, heads[0][0])
         separator = join_tokens(tokenizer, _SEPARATOR)
         evidence = text_piece(doc.text.strip(), tokenizer, {"evidence": doc.id})
         fixed = prefix + suffix + sum(p.tokens for p in link_pieces) + evidence.tokens
@@ -232,7 +232,7 @@ class KeyChainMethod(Method):
         where = self._insert_links(pieces, link_pieces, at, rng)
         context = _SEPARATOR.join(p.text for p in pieces)
         messages = ctx.render(template, context=context, head=heads[0][0]).messages or []
-        offsets, n_tokens = self._count(ctx, template, heads[0][0], pieces, messages)
+        offsets, n_tokens = self._count(ctx, before, after, pieces, messages)
         if abs(n_tokens - target) > tolerance:
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
         self.verify(context, heads, endings)
@@ -280,7 +280,7 @@ class KeyChainMethod(Method):
                          "qa_template": f"{template.name}@{template.version}"})
         return item, decoys
 
-    def _count(self, ctx: MethodContext, template: Any, head: str, pieces: list[Piece],
+    def _count(self, ctx: MethodContext, before: str, after: str, pieces: list[Piece],
                messages: list[dict[str, str]]) -> tuple[list[int], int]:
         """Token offset of each piece in the rendered prompt, and the prompt's exact length.
 
@@ -290,8 +290,6 @@ class KeyChainMethod(Method):
         by tokenizing the whole prompt.
         """
         tokenizer = ctx.backend.tokenizer
-        framed = ctx.render(template, context=_MARK, head=head).messages or []
-        before, after = ctx.backend.chat_template.render(framed, add_generation_prompt=True).split(_MARK)
         prompt_encode = partial(encode_prompt, tokenizer)
         at = len(prompt_encode(before)) + join_delta(prompt_encode, before, "", pieces[0].text)
         offsets = []
@@ -306,14 +304,13 @@ class KeyChainMethod(Method):
             total = len(prompt_encode(ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
         return offsets, total
 
-    def _frame(self, ctx: MethodContext, template: Any, head: str) -> tuple[int, int]:
-        """Tokens the rendered prompt has before and after the context, counted as they join it."""
+    def _frame(self, ctx: MethodContext, template: Any, head: str) -> tuple[str, str, int, int]:
+        """The rendered prompt before and after the context, and about how many tokens each adds."""
         messages = ctx.render(template, context=_MARK, head=head).messages or []
-        full = ctx.backend.chat_template.render(messages, add_generation_prompt=True)
-        before, after = full.split(_MARK)
+        before, after = ctx.backend.chat_template.render(messages, add_generation_prompt=True).split(_MARK)
         tokenizer = ctx.backend.tokenizer
         probe = len(tokenizer.encode(PROBE))
-        return (len(encode_prompt(tokenizer, before + PROBE)) - probe,
+        return (before, after, len(encode_prompt(tokenizer, before + PROBE)) - probe,
                 len(encode_prompt(tokenizer, PROBE + "." + after)) - len(tokenizer.encode(PROBE + ".")))
 
     def _insert_links(self, pieces: list[Piece], links: list[Piece], evidence_at: int,
