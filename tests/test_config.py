@@ -75,3 +75,15 @@ def test_token_counts():
     assert parse_token_count(100) == 100
     with pytest.raises(ValueError, match="not a token count"):
         parse_token_count("lots")
+
+
+def test_every_shipped_recipe_loads_with_valid_method_parameters(request):
+    from lcsynth.config import load_recipe
+    from lcsynth.methods.base import create_method
+
+    recipes = sorted((request.config.rootpath / "recipes").glob("*.yaml"))
+    assert {r.stem for r in recipes} >= {"demo", "keychain", "untie_knots", "nextlong", "longpo"}
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert [create_method(spec, i).name for i, spec in enumerate(recipe.methods)] == [
+            spec.name for spec in recipe.methods], path
