@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lcsynth.errors import Reject
 from lcsynth.store import StoredDoc, TokenStore, segment_counts, segment_text
 from lcsynth.tokens import Tokenizer
 
@@ -42,6 +43,14 @@ def tidy(piece: Piece, tokenizer: Tokenizer) -> Piece:
             counts[index] = len(tokenizer.encode(segments[index]))
     keep = [i for i, s in enumerate(segments) if s]
     return Piece([segments[i] for i in keep], [counts[i] for i in keep], piece.source)
+
+
+def stored_doc(store: TokenStore, doc_id: str) -> StoredDoc:
+    """A unit's document as the store holds it (whole, with segment counts); a Reject if it is not there."""
+    position = store.position(doc_id)
+    if position is None:
+        raise Reject("document_not_in_store", doc_id)
+    return store.doc(position)
 
 
 def text_piece(text: str, tokenizer: Tokenizer, source: dict[str, Any]) -> Piece:

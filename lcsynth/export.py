@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lcsynth.errors import ConfigError, InputError
-from lcsynth.report import read_jsonl
+from lcsynth.report import read_jsonl, row_tokens
 
 Format = Literal["jsonl", "parquet", "trl", "verl"]
 KINDS = ("sft", "dpo", "grpo", "pretrain")
@@ -133,18 +133,16 @@ def export_run(run_dir: Path, fmt: Format, splits: dict[str, float] | None = Non
     return counts
 
 
-def row_length(row: dict[str, Any]) -> int | None:
-    """Tokens a row takes in the model's tokenizer, from its meta (None where the method did not count)."""
-    from lcsynth.report import row_tokens
-
-    return row_tokens(row.get("meta", {}))
+def row_lengths(run_dir: Path, kind: str) -> list[int]:
+    """Tokens each row of a kind takes in the model's tokenizer, from its meta; rows without a count are skipped."""
+    return [n for n in (row_tokens(r.get("meta", {})) for r in iter_rows(run_dir, kind)) if n is not None]
 
 
 def trainer_settings(run_dir: Path) -> dict[str, dict[str, int]]:
     """The smallest trainer length limits under which no row of the run is cut, per kind."""
     settings: dict[str, dict[str, int]] = {}
     for kind in run_kinds(run_dir):
-        lengths = [n for n in (row_length(r) for r in iter_rows(run_dir, kind)) if n is not None]
+        lengths = row_lengths(run_dir, kind)
         if not lengths:
             continue
         settings[kind] = {"max_prompt_length" if kind == "grpo" else "max_length": max(lengths)}
@@ -155,7 +153,7 @@ def over_limit(run_dir: Path, max_length: int) -> dict[str, tuple[int, int]]:
     """Per kind: (rows longer than `max_length` tokens, rows counted)."""
     report = {}
     for kind in run_kinds(run_dir):
-        lengths = [n for n in (row_length(r) for r in iter_rows(run_dir, kind)) if n is not None]
+        lengths = row_lengths(run_dir, kind)
         report[kind] = (sum(n > max_length for n in lengths), len(lengths))
     return report
 

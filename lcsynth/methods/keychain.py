@@ -28,6 +28,7 @@ from lcsynth.assemble import (
     join_tokens,
     place,
     span_piece,
+    stored_doc,
     text_piece,
     tidy,
 )
@@ -255,10 +256,7 @@ class KeyChainMethod(Method):
     async def written_qa(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[Document, list[str]]:
         """Ask the model for a QA pair (and decoys) about a short span of `doc`; the answer must be in the span."""
         assert ctx.store is not None
-        position = ctx.store.position(doc.id)
-        if position is None:
-            raise Reject("document_not_in_store", doc.id)
-        stored = ctx.store.doc(position)
+        stored = stored_doc(ctx.store, doc.id)
         span = tidy(span_piece(stored, rng.randrange(len(stored.segments)), self.params.qa_passage_tokens),
                     ctx.backend.tokenizer)
         template = ctx.template(self.params.qa_template)

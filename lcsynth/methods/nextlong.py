@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import join_tokens, joined_tokens, trim_to
+from lcsynth.assemble import join_tokens, joined_tokens, stored_doc, trim_to
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.lengths import LengthSpec
@@ -116,14 +116,11 @@ class NExtLongMethod(Method):
         """Retrieve negatives for each meta-chunk, interleave to the target, and record every span."""
         store, tokenizer = ctx.store, ctx.backend.tokenizer
         assert store is not None
-        position = store.position(doc.id)
-        if position is None:
-            raise Reject("document_not_in_store", doc.id)
+        source = "".join(stored_doc(store, doc.id).segments)
         seed = rng.randrange(2**31)
         rng = random.Random(seed)
         target = self.params.lengths.pick(rng)
         tolerance = self.params.lengths.tolerance(target)
-        source = "".join(store.doc(position).segments)
         parts = meta_chunks(source, self.params.max_chunk_chars)
         join = join_tokens(tokenizer, _JOIN)
         retriever = self.retriever(store, tokenizer)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import Piece, join_tokens, joined_tokens, span_piece, tidy
+from lcsynth.assemble import Piece, join_tokens, joined_tokens, span_piece, stored_doc, tidy
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.lengths import LengthSpec
@@ -70,9 +70,7 @@ class UntieKnotsMethod(Method):
         rng = random.Random(seed)
         target = self.params.lengths.pick(rng)
         tolerance = self.params.lengths.tolerance(target)
-        first = store.position(doc.id)
-        if first is None:
-            raise Reject("document_not_in_store", doc.id)
+        first = stored_doc(store, doc.id).index
         separator = join_tokens(tokenizer, _SEPARATOR)
         counts = sorted(self.params.chunks)
         # ids, markers and blocks cost about this many tokens per chunk; the gap is closed on the last document
