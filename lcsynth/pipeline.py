@@ -408,7 +408,11 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
         if any(m.needs_store for m in methods):
             ctx.store = open_store(recipe, backend.tokenizer)
-        docs = fitted_documents(recipe, backend, document_token_limit(recipe, backend, methods), stats, ctx.store)
+        ctx.document_limit = document_token_limit(recipe, backend, methods)
+        for method in methods:
+            for key, reject in await method.prepare(ctx, run_dir):
+                writer.write_reject(key, reject.reason, reject.detail, reject.raw, reject.request_hash)
+        docs = fitted_documents(recipe, backend, ctx.document_limit, stats, ctx.store)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
         total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
                                                                                    for m in methods)

@@ -113,3 +113,106 @@ def test_unit_rng_depends_on_every_part_of_the_unit():
     assert len(draws) == 5
     assert unit_rng(0, "m", "d", 0).random() == unit_rng(0, "m", "d", 0).random()
     assert isinstance(unit_rng(0, "m", "d", 0), random.Random)
+
+
+def numbered_dialogue():
+    """Every self-query prompt gets a new question (numbered by the turns seen so far), every answer a reply."""
+
+    def reply(request):
+        if request.prompt is not None:
+            return text(f"What does part {request.prompt.count('<|im_start|>assistant')} of json cover?")
+        return text(f"It covers topic number {len(request.messages)} of the module.")
+
+    return reply
+
+
+def test_multi_turn_dialogue_self_writes_every_user_turn(scripted, smol_template):
+    backend = scripted(numbered_dialogue())
+    (record,) = run(backend, {"turns": 3})
+    messages = record.row["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+    assert messages[0]["content"] == DOC.text + "\n\nWhat does part 0 of json cover?"
+    assert [m["content"] for m in messages[2::2]] == ["What does part 1 of json cover?",
+                                                      "What does part 2 of json cover?"]
+    assert validation_error(record.to_row(), "sft") is None and record.meta["turns"] == 3
+    # turn 3's query prompt holds the document and both earlier turns, then stops at the user header
+    third = [r for r in backend.history if r.prompt is not None][2]
+    history = [{"role": "system", "content": DOC.text}, *messages[:4]]
+    history[1] = {"role": "user", "content": "What does part 0 of json cover?"}
+    assert third.prompt == smol_template.self_query_prompt(history)
+    # the last answer request is the whole conversation so far, ending with the third question
+    last = backend.history[-1].message_dicts()
+    assert last[0] == {"role": "system", "content": DOC.text} and last[-1]["content"] == messages[4]["content"]
+    assert len(last) == 6
+
+
+def test_a_turn_that_repeats_a_question_rejects_the_dialogue(scripted):
+    with pytest.raises(Reject, match="repeated_query"):
+        run(scripted(two_turns("What does json.dumps return?")), {"turns": 2})
+
+
+def test_reserved_tokens_grow_with_turns():
+    one = LongMagpieMethod(LongMagpieParams()).reserved_tokens()
+    assert LongMagpieMethod(LongMagpieParams(turns=3)).reserved_tokens() == 3 * one
+
+
+@pytest.fixture
+def corpus_store(tmp_path, smol_tokenizer):
+    from lcsynth.store import TokenStore
+
+    docs = [Document(f"doc{i}", f"Document number {i} talks about module m{i}.\n" * (4 + i)) for i in range(12)]
+    return TokenStore.open_or_build(tmp_path / "store", lambda: docs, smol_tokenizer), docs
+
+
+def multi_run(backend, store, params, sample_doc, seed=0, limit=8000):
+    method = LongMagpieMethod(LongMagpieParams(**params))
+    assert method.needs_store
+    ctx = MethodContext(backend, [], RunCounters())
+    ctx.store, ctx.document_limit = store, limit
+    return asyncio.run(method.run(sample_doc, 0, ctx, unit_rng(seed, "longmagpie", sample_doc.id, 0)))
+
+
+def test_multi_document_context_has_the_source_once_among_banner_separated_documents(scripted, corpus_store):
+    from lcsynth.methods.mixing import DOCUMENT_BANNER
+
+    store, docs = corpus_store
+    source = docs[3]
+    counts = set()
+    for seed in range(12):
+        (record,) = multi_run(scripted(two_turns("What does module m3 do?")), store, {"documents": 5}, source, seed)
+        user = record.row["messages"][0]["content"]
+        ids = record.meta["documents"]
+        assert 1 <= len(ids) <= 5 and len(set(ids)) == len(ids) and source.id in ids
+        assert user.count(DOCUMENT_BANNER) == len(ids) - 1
+        assert user.count(source.text.strip()) == 1 and user.endswith("\n\nWhat does module m3 do?")
+        parts = user.rsplit("\n\nWhat does", 1)[0].split(DOCUMENT_BANNER)
+        assert parts == [next(d.text.strip() for d in docs if d.id == i) for i in ids]  # in the recorded order
+        counts.add(len(ids))
+    assert len(counts) >= 3  # the number of documents varies from sample to sample
+
+
+def test_multi_document_context_stays_within_the_document_limit(scripted, corpus_store, smol_tokenizer):
+    store, docs = corpus_store
+    limit = 200
+    for seed in range(8):
+        (record,) = multi_run(scripted(two_turns("What does module m1 do?")), store, {"documents": 10}, docs[1],
+                              seed, limit)
+        context = record.row["messages"][0]["content"].rsplit("\n\nWhat does", 1)[0]
+        assert len(smol_tokenizer.encode(context)) <= limit
+
+
+def test_p_mix_draws_short_spans_at_the_configured_rate(scripted, smol_tokenizer):
+    doc = Document("long", "".join(f"Sentence {i} says something about JSON numbers.\n" for i in range(300)),
+                   {"tokens": 3000})
+    mixes = []
+    for seed in range(200):
+        (record,) = run(scripted(two_turns("Why does JSON matter?")), {"long_fraction": 0.4, "short_tokens": 64},
+                        doc, seed)
+        mixes.append(record.meta["mix"])
+        context = record.row["messages"][0]["content"].rsplit("\n\nWhy does", 1)[0]
+        if record.meta["mix"] == "short":
+            assert context in doc.text and len(smol_tokenizer.encode(context)) <= 64
+        else:
+            assert context == doc.text
+    long_share = mixes.count("long") / len(mixes)
+    assert 0.3 < long_share < 0.5  # 0.4 within about three standard deviations (n = 200)

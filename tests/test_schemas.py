@@ -40,3 +40,13 @@ def test_unknown_and_broken_schemas_are_one_line_errors(tmp_path):
     broken.write_text('{"type": ')
     with pytest.raises(ConfigError, match=rf"^{broken}:1: schema is not valid JSON"):
         load_schema(str(broken))
+
+
+def test_every_shipped_schema_compiles_to_a_llama_cpp_grammar():
+    """Constrained decoding on the embedded model must accept every schema a template ships with."""
+    from pathlib import Path
+
+    from lcsynth.backends.llamacpp import grammar_for
+
+    for path in sorted(Path(__file__).parent.parent.joinpath("schemas").glob("*.json")):
+        assert grammar_for(path.read_text()) is not None, path.name

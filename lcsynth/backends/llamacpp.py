@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import json
 import os
@@ -105,9 +106,7 @@ class LlamaCppBackend:
         if request.seed is not None:
             kwargs["seed"] = request.seed
         if request.json_schema is not None:
-            from llama_cpp import LlamaGrammar
-
-            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+            kwargs["grammar"] = grammar_for(json.dumps(request.json_schema))
         try:
             out = self._llama.create_completion(self.prompt_of(request), **kwargs)
         except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit
@@ -161,3 +160,38 @@ class LlamaCppBackend:
         """Stop the worker and free the model."""
         self._worker.shutdown(wait=True)
         self._llama.close()
+
+
+# llama.cpp expands a string's maxLength into that many grammar repetitions and refuses large ones.
+GRAMMAR_MAX_LENGTH = 500
+
+
+def grammar_schema(schema: Any) -> Any:
+    r"""The schema as llama.cpp's grammar converter can take it: no `pattern`, no large `maxLength`.
+
+    Regex grammars replace JSON string rules (a pattern string may then hold bare quotes and run past
+    its closing quote), and long length bounds exceed the grammar's repetition limit, so the grammar
+    keeps types, required keys and short bounds. Outputs are validated against the full schema afterwards.
+
+    >>> grammar_schema({"properties": {"q": {"type": "string", "pattern": "a+", "maxLength": 1500}}})
+    {'properties': {'q': {'type': 'string'}}}
+    """
+    if isinstance(schema, dict):
+        return {k: grammar_schema(v) for k, v in schema.items()
+                if not (k == "pattern" and isinstance(v, str))
+                and not (k == "maxLength" and isinstance(v, int) and v > GRAMMAR_MAX_LENGTH)}
+    if isinstance(schema, list):
+        return [grammar_schema(v) for v in schema]
+    return schema
+
+
+@functools.lru_cache(maxsize=32)
+def grammar_for(schema_json: str) -> Any:
+    """llama.cpp's grammar for a JSON schema (compiled once per schema; property order kept)."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(grammar_schema(json.loads(schema_json))), verbose=False)
+    except Exception as exc:  # noqa: BLE001 - llama.cpp raises bare errors for grammars it cannot build
+        raise ConfigError(f"llama.cpp cannot turn this JSON schema into a grammar ({exc}); simplify the "
+                          "template's response_schema") from None

@@ -8,6 +8,7 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
@@ -69,6 +70,7 @@ class MethodContext:
         self.last_request_hash: str | None = None
         self.usage: RunCounters | None = None
         self.store: TokenStore | None = None  # the corpus as token-counted segments, for methods that need it
+        self.document_limit: int | None = None  # tokens a prompt's documents may take (set by the run)
 
     def fork(self) -> MethodContext:
         """A context for one unit: shares everything but its usage counts and last request hash."""
@@ -156,7 +158,7 @@ class Method:
         """How many units each document yields."""
         return int(getattr(self.params, "samples_per_document", 1))
 
-    needs_store: ClassVar[bool] = False  # True: the run opens the corpus token store (ctx.store) first
+    needs_store: bool = False  # True: the run opens the corpus token store (ctx.store) first
 
     def reserved_tokens(self) -> int:
         """Context tokens the method needs besides the document (generation, prompt markup)."""
@@ -165,6 +167,13 @@ class Method:
     def sources(self, ctx: MethodContext) -> Iterator[Document] | None:
         """Documents this method's units run on instead of the corpus (e.g. QA items), or None for the corpus."""
         return None
+
+    async def prepare(self, ctx: MethodContext, run_dir: Path) -> list[tuple[dict[str, Any], Reject]]:
+        """Run-level work before any unit (e.g. WildLong's attribute graph); returns what it rejected.
+
+        A resumed run calls it again, so it must pick up what it saved in `run_dir` rather than redo it.
+        """
+        return []
 
     async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
         """Produce records for sample number `sample` of `doc`, or raise Reject."""
@@ -188,6 +197,8 @@ METHODS = Registry("method", "lcsynth.methods", {
     "longpo": "lcsynth.methods.longpo:LongPOMethod",
     "untie_knots": "lcsynth.methods.untie_knots:UntieKnotsMethod",
     "nextlong": "lcsynth.methods.nextlong:NExtLongMethod",
+    "verifiable": "lcsynth.methods.verifiable:VerifiableMethod",
+    "wildlong": "lcsynth.methods.wildlong:WildLongMethod",
 })
 
 

@@ -1,4 +1,9 @@
-"""LongMagpie: the model reads a document, writes the user's question itself, then answers it."""
+"""LongMagpie: the model reads a document, writes the user's question itself, then answers it.
+
+Variants from the paper's code: several documents in one context behind a banner line (`documents`),
+short samples mixed in among the long ones (`long_fraction`, p-Mix), and dialogues where every further
+user turn is self-written too (`turns`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lcsynth.backends.base import Completion
+from lcsynth.config import TokenCount
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
+from lcsynth.methods.mixing import DOCUMENT_BANNER, companion_documents, token_span
 from lcsynth.quality import copies_source, question_line, repeated_ngram_ratio
+from lcsynth.store import segment_counts, segment_text
 from lcsynth.templates import RenderedPrompt, template_request
 
 # Chat markup a raw prompt adds around the document (role headers, end-of-turn tokens), with margin.
@@ -34,6 +42,10 @@ class LongMagpieParams(BaseModel):
     max_query_chars: int = Field(default=1500, ge=1)
     max_repetition: float = Field(default=0.5, gt=0, le=1)
     keep_truncated_answers: bool = False
+    turns: int = Field(default=1, ge=1, le=16)
+    documents: int = Field(default=1, ge=1, le=32)  # a context holds n ~ U{1..documents} documents
+    long_fraction: float = Field(default=1.0, ge=0, le=1)  # below 1: p-Mix, the rest are short samples
+    short_tokens: TokenCount = 1024  # the context of a short sample: a span of at most this many tokens
 
 
 class LongMagpieMethod(Method):
@@ -44,45 +56,98 @@ class LongMagpieMethod(Method):
     Params = LongMagpieParams
     params: LongMagpieParams
 
+    def __init__(self, params: BaseModel) -> None:
+        super().__init__(params)
+        self.needs_store = self.params.documents > 1  # companion documents come from the store
+
     def reserved_tokens(self) -> int:
-        """The query and answer budgets plus chat markup."""
-        return self.params.query_max_tokens + self.params.answer_max_tokens + _MARKUP_TOKENS
+        """The query and answer budgets of every turn plus chat markup."""
+        per_turn = self.params.query_max_tokens + self.params.answer_max_tokens + _MARKUP_TOKENS
+        return self.params.turns * per_turn
 
     async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
-        """Ask for a query at the user-turn prefix, clean it, answer it, and lay out the SFT row."""
+        """Build the context, then per turn: ask for a query at the user-turn prefix, clean it, answer it."""
         query_seed, answer_seed = rng.randrange(2**31), rng.randrange(2**31)
+        seed = query_seed
+        text, layout = self.context(doc, ctx, rng)
         query_template = ctx.template(self.params.query_template)
-        context = ctx.render(query_template, document=doc.text, meta=doc.meta).messages or []
-        prompt = ctx.backend.chat_template.self_query_prompt(context)
+        answer_template = ctx.template(self.params.answer_template)
+        context = ctx.render(query_template, document=text, meta=doc.meta).messages or []
         # only the first line of the query is kept, so generation stops there
         stop = ("\n",) if self.params.query_filter != "none" else ()
-        raw = await ctx.complete(template_request(query_template, RenderedPrompt(prompt=prompt), query_seed,
-                                                  self.params.query_max_tokens, self.params.temperature, stop))
-        query = self.clean_query(raw.text, doc.text)
-        ctx.check({"query": query}, query_template.schema() or "longmagpie_query", "invalid_query", raw.text)
-
-        answer_template = ctx.template(self.params.answer_template)
-        rendered = ctx.render(answer_template, document=doc.text, query=query, meta=doc.meta)
-        answered = await ctx.complete(template_request(answer_template, rendered, answer_seed,
-                                                       self.params.answer_max_tokens, self.params.temperature))
-        answer = self.clean_answer(answered)
-        ctx.check({"answer": answer}, answer_template.schema() or "longmagpie_answer", "invalid_answer")
+        turns: list[tuple[str, str]] = []
+        answer_messages: list[dict[str, str]] = []
+        answer_tokens = 0
+        for turn in range(self.params.turns):
+            if turn:
+                query_seed, answer_seed = rng.randrange(2**31), rng.randrange(2**31)
+            history = [m for q, a in turns for m in ({"role": "user", "content": q},
+                                                      {"role": "assistant", "content": a})]
+            prompt = ctx.backend.chat_template.self_query_prompt([*context, *history])
+            raw = await ctx.complete(template_request(query_template, RenderedPrompt(prompt=prompt), query_seed,
+                                                      self.params.query_max_tokens, self.params.temperature, stop))
+            query = self.clean_query(raw.text, text)
+            ctx.check({"query": query}, query_template.schema() or "longmagpie_query", "invalid_query", raw.text)
+            if any(query == earlier for earlier, _ in turns):
+                raise Reject("repeated_query", f"turn {turn + 1} asks turn {[q for q, _ in turns].index(query) + 1}'s "
+                             "question again", raw=raw.text)
+            if turn == 0:
+                answer_messages = ctx.render(answer_template, document=text, query=query, meta=doc.meta).messages or []
+            else:
+                answer_messages = [*answer_messages, {"role": "user", "content": query}]
+            answered = await ctx.complete(template_request(answer_template, RenderedPrompt(messages=answer_messages),
+                                                           answer_seed, self.params.answer_max_tokens,
+                                                           self.params.temperature))
+            answer = self.clean_answer(answered)
+            ctx.check({"answer": answer}, answer_template.schema() or "longmagpie_answer", "invalid_answer")
+            answer_messages = [*answer_messages, {"role": "assistant", "content": answer}]
+            answer_tokens += answered.usage.completion_tokens
+            turns.append((query, answer))
 
         row_template = ctx.template(self.params.row_template)
-        conversation = ctx.render(row_template, document=doc.text, query=query, answer=answer, meta=doc.meta).messages
+        (query, answer), later = turns[0], turns[1:]
+        conversation = ctx.render(row_template, document=text, query=query, answer=answer, meta=doc.meta).messages
+        conversation = [*(conversation or []), *(m for q, a in later for m in (
+            {"role": "user", "content": q}, {"role": "assistant", "content": a}))]
         meta = {
             "method": self.name,
             "templates": [f"{t.name}@{t.version}" for t in (query_template, answer_template, row_template)],
             "model": ctx.model_id,
-            "seed": query_seed,
+            "seed": seed,
             "doc_id": doc.id,
             "sample": sample,
             "document_tokens": doc.meta.get("tokens"),
             "document_truncated": doc.meta.get("truncated", False),
             "prompt_tokens": answered.usage.prompt_tokens,
-            "answer_tokens": answered.usage.completion_tokens,
+            "answer_tokens": answer_tokens,
+            **({"turns": len(turns)} if self.params.turns > 1 else {}),
+            **layout,
         }
         return [Record(self.kind, {"messages": conversation}, meta)]
+
+    def context(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[str, dict[str, object]]:
+        """The text the model reads, and how it was laid out (for meta).
+
+        A short sample (p-Mix) is a span of `short_tokens` tokens of the document. A long one is the
+        document, shuffled among up to `documents - 1` other corpus documents that fit the context.
+        """
+        if self.params.long_fraction < 1 and rng.random() >= self.params.long_fraction:
+            segments = segment_text(doc.text)
+            first, last, tokens = token_span(segment_counts(ctx.backend.tokenizer, segments),
+                                             self.params.short_tokens, rng)
+            return "".join(segments[first:last]).strip(), {"mix": "short", "span_tokens": tokens}
+        layout: dict[str, object] = {"mix": "long"} if self.params.long_fraction < 1 else {}
+        if self.params.documents == 1:
+            return doc.text, layout
+        assert ctx.store is not None and ctx.document_limit is not None
+        wanted = rng.randint(1, self.params.documents)
+        own = doc.meta.get("tokens") or len(ctx.backend.tokenizer.encode(doc.text))
+        banner = len(ctx.backend.tokenizer.encode(DOCUMENT_BANNER)) + 2
+        budget = ctx.document_limit - own - banner * (wanted - 1)
+        others = companion_documents(ctx.store, doc.id, wanted - 1, budget, rng)
+        parts = [(doc.id, doc.text.strip()), *((d.id, "".join(d.segments).strip()) for d in others)]
+        rng.shuffle(parts)
+        return DOCUMENT_BANNER.join(text for _, text in parts), {**layout, "documents": [i for i, _ in parts]}
 
     def clean_query(self, text: str, document: str) -> str:
         """Keep the question LongMagpie keeps, or raise Reject saying why there is none."""

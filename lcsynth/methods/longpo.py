@@ -13,12 +13,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.backends.base import Completion
 from lcsynth.config import TokenCount
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.quality import repeated_ngram_ratio
+from lcsynth.methods.mixing import checked_answer, token_span
 from lcsynth.store import segment_counts, segment_text
 from lcsynth.templates import template_request
 
@@ -32,8 +31,6 @@ LEAD_INS = (
     "From what the document says, ",
     "With the passage above in mind, ",
 )
-REFUSALS = ("i cannot", "i can't", "i'm sorry", "i am sorry", "as an ai", "i am unable", "i'm unable",
-            "cannot answer", "not able to answer", "no information")
 
 
 class LongPOParams(BaseModel):
@@ -82,7 +79,7 @@ class LongPOMethod(Method):
         if sum(counts) <= self.params.chunk_tokens:
             raise Reject("document_too_short", f"{sum(counts)} tokens, not more than chunk_tokens "
                                                 f"{self.params.chunk_tokens}")
-        first, last, tokens = self._span(counts, rng)
+        first, last, tokens = token_span(counts, self.params.chunk_tokens, rng)
         chunk = "".join(segments[first:last]).strip()
         start = sum(counts[:first])
 
@@ -105,10 +102,12 @@ class LongPOMethod(Method):
         short = ctx.render(answering, document=chunk, instruction=instruction, meta=doc.meta)
         long = ctx.render(answering, document=doc.text, instruction=instruction, meta=doc.meta)
         answer_seed = rng.randrange(2**31)  # the same seed for both: only the context differs
-        chosen = self.clean(await ctx.complete(template_request(
-            answering, short, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "chosen")
-        rejected = self.clean(await ctx.complete(template_request(
-            answering, long, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "rejected")
+        chosen = checked_answer(await ctx.complete(template_request(
+            answering, short, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "chosen",
+            self.params.max_repetition)
+        rejected = checked_answer(await ctx.complete(template_request(
+            answering, long, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "rejected",
+            self.params.max_repetition)
         if " ".join(chosen.split()) == " ".join(rejected.split()):
             raise Reject("identical_answers", raw=chosen)
         meta = {
@@ -120,30 +119,3 @@ class LongPOMethod(Method):
         row = {"prompt": long.messages, "chosen": [{"role": "assistant", "content": chosen}],
                "rejected": [{"role": "assistant", "content": rejected}], "short_prompt": short.messages}
         return [Record(self.kind, row, meta)]
-
-    def _span(self, counts: list[int], rng: random.Random) -> tuple[int, int, int]:
-        """Segments [first, last) of at most `chunk_tokens` tokens from a random start (at least one segment)."""
-        first = rng.randrange(len(counts))
-        total, last = 0, first
-        while last < len(counts) and (last == first or total + counts[last] <= self.params.chunk_tokens):
-            total += counts[last]
-            last += 1
-        while first > 0 and total + counts[first - 1] <= self.params.chunk_tokens:  # near the end: grow backwards
-            first -= 1
-            total += counts[first]
-        return first, last, total
-
-    def clean(self, completion: Completion, which: str) -> str:
-        """The answer, or a Reject: empty, cut off, refusing, looping, or with fewer than two real words."""
-        answer = completion.text.strip()
-        if not answer:
-            raise Reject(f"empty_{which}", raw=completion.text)
-        if completion.finish_reason == "length":
-            raise Reject(f"{which}_truncated", f"hit max_tokens={self.params.answer_max_tokens}", raw=answer)
-        if any(phrase in answer.lower() for phrase in REFUSALS):
-            raise Reject(f"{which}_refusal", raw=answer)
-        if repeated_ngram_ratio(answer) > self.params.max_repetition:
-            raise Reject(f"repetitive_{which}", raw=answer)
-        if sum(len(w) >= 3 for w in re.findall(r"\w+", answer)) < 2:
-            raise Reject(f"{which}_too_short", raw=answer)
-        return answer

@@ -1,0 +1,132 @@
+"""Verifiable question answering: GRPO rows whose answer is a span of the document.
+
+The model reads a span of a document and writes a question with a short answer copied from it, or
+(`answers: passage`, for small models) lcsynth picks the answer in the span (an identifier, name or
+number) and the model writes the question for it. The answer must occur verbatim in the document
+(else the unit is rejected), so a reward function can check a policy's answer by string match
+against `ground_truth`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lcsynth.config import TokenCount
+from lcsynth.corpus import Document
+from lcsynth.errors import Reject
+from lcsynth.methods.base import Method, MethodContext, Record
+from lcsynth.methods.mixing import token_span
+from lcsynth.parsing import parse_output
+from lcsynth.rewards import normalize_answer
+from lcsynth.store import segment_counts, segment_text
+from lcsynth.templates import template_request
+
+_MARKUP_TOKENS = 96  # the prompt's own words and chat markup
+
+
+class VerifiableParams(BaseModel):
+    """Parameters of the `verifiable` method."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples_per_document: int = Field(default=1, ge=1)
+    span_tokens: TokenCount = 512  # the passage the question is written from
+    qa_template: str = "verifiable/qa"
+    prompt_template: str = "verifiable/prompt"
+    qa_max_tokens: int = Field(default=256, gt=0)
+    temperature: float | None = Field(default=None, ge=0)
+    max_answer_words: int = Field(default=12, ge=1)
+    answers: Literal["model", "passage"] = "model"  # passage: lcsynth picks the answer, the model asks for it
+    question_template: str = "verifiable/question"
+
+
+_CANDIDATE = re.compile(
+    r"\b[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)+\b"  # dotted names: os.path.join
+    r"|\b[A-Za-z_]\w*(?=\()"  # called names: itermonthdates(
+    r"|\b\d+(?:[.,]\d+)*\b"  # numbers
+    r"|\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b"  # capitalised names: Python Software Foundation
+)
+
+
+def answer_candidates(passage: str) -> list[str]:
+    """Short answers a passage states: identifiers, capitalised names and numbers, each once, in order.
+
+    >>> answer_candidates("Call os.path.join(a, b) or split(); Guido van Rossum wrote 3 of them. Call split() again.")
+    ['os.path.join', 'split', '3']
+    """
+    seen: dict[str, None] = {}
+    for match in _CANDIDATE.finditer(passage):
+        seen.setdefault(match.group(0))
+    return list(seen)
+
+
+class VerifiableMethod(Method):
+    """GRPO rows: a question over the whole document whose answer is checked to be a span of it."""
+
+    name = "verifiable"
+    kind = "grpo"
+    Params = VerifiableParams
+    params: VerifiableParams
+
+    def reserved_tokens(self) -> int:
+        """The question-writing budget plus the prompt's own words."""
+        return self.params.qa_max_tokens + _MARKUP_TOKENS
+
+    async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
+        """Write a QA pair from a span, check the answer against the document, lay out the GRPO row."""
+        seed = rng.randrange(2**31)
+        rng = random.Random(seed)
+        segments = segment_text(doc.text)
+        first, last, tokens = token_span(segment_counts(ctx.backend.tokenizer, segments), self.params.span_tokens, rng)
+        passage = "".join(segments[first:last]).strip()
+        picked = None
+        if self.params.answers == "passage":
+            candidates = answer_candidates(passage)
+            if not candidates:
+                raise Reject("no_answer_candidate", "the passage holds no identifier, name or number")
+            picked = rng.choice(candidates)
+        writing = ctx.template(self.params.qa_template if picked is None else self.params.question_template)
+        variables = {"passage": passage, "meta": doc.meta} | ({"answer": picked} if picked else {})
+        written = await ctx.complete(template_request(
+            writing, ctx.render(writing, **variables), rng.randrange(2**31),
+            self.params.qa_max_tokens, self.params.temperature, json_schema=writing.schema()))
+        if written.finish_reason == "length":
+            raise Reject("qa_truncated", f"hit max_tokens={self.params.qa_max_tokens}", raw=written.text)
+        qa = parse_output(written.text, "json")
+        ctx.check(qa, writing.schema() or "verifiable_qa", "invalid_qa", raw=written.text)
+        question = qa["question"].strip()
+        answer = self.verify(question, picked or qa["answer"].strip(), doc.text, written.text)
+
+        prompting = ctx.template(self.params.prompt_template)
+        messages = ctx.render(prompting, document=doc.text, question=question, meta=doc.meta).messages
+        start = sum(len(s) for s in segments[:first])
+        meta = {
+            "method": self.name, "model": ctx.model_id, "seed": seed, "doc_id": doc.id, "sample": sample,
+            "templates": [f"{t.name}@{t.version}" for t in (writing, prompting)],
+            "question": question, "answer_char_offset": doc.text.find(answer),
+            "passage_chars": [start, start + sum(len(s) for s in segments[first:last])], "passage_tokens": tokens,
+            "document_tokens": doc.meta.get("tokens"),
+        }
+        return [Record(self.kind, {"prompt": messages, "ground_truth": [answer]}, meta)]
+
+    def verify(self, question: str, answer: str, document: str, raw: str) -> str:
+        """The document's own text for the answer, or a Reject: not in the document, too long, given away.
+
+        Case and runs of whitespace may differ from the document; the ground truth is then the
+        document's span, verbatim.
+        """
+        if answer not in document:
+            found = re.search(r"\s+".join(map(re.escape, answer.split())), document, re.IGNORECASE)
+            if found is None:
+                raise Reject("answer_not_in_document", answer, raw=raw)
+            answer = found.group(0)
+        if len(answer.split()) > self.params.max_answer_words:
+            raise Reject("answer_too_long", f"{len(answer.split())} words", raw=raw)
+        if not normalize_answer(answer):
+            raise Reject("answer_is_punctuation", answer, raw=raw)
+        if normalize_answer(answer) in normalize_answer(question):
+            raise Reject("answer_in_question", answer, raw=raw)
+        return answer
