@@ -15,7 +15,8 @@ TRAINER_HINTS = {
     "dpo": "DPOConfig(max_length={max_length})",
     "grpo": "prompts up to {max_prompt_length} tokens (verl data.max_prompt_length={max_prompt_length}; "
             "TRL's GRPOTrainer keeps whole prompts)",
-    "pretrain": "sequence length >= {max_length}",
+    "pretrain": "sequence length >= {max_length} (+1 where the trainer appends an end-of-text token, as TRL's "
+                "SFTTrainer does)",
 }
 
 
