@@ -224,3 +224,13 @@ def test_card_redacts_credentials_from_the_recipe(tmp_path, monkeypatch):
     assert redact({"max_tokens": 5, "tokenizer": "t", "secret": None}) == {"max_tokens": 5, "tokenizer": "t",
                                                                            "secret": None}
     assert re.search(r"^size_categories:\n- n<1K$", text, re.M)
+
+
+def test_leak_scan_finds_a_secret_across_read_blocks(tmp_path):
+    from lcsynth.hub import find_leaks
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b"a" * ((1 << 20) - 4) + HF_SECRET.encode() + b"b" * 10)  # straddles the first 1 MiB block
+    assert find_leaks([path], {"$HF_TOKEN": HF_SECRET, "$OTHER_TOKEN": OPENAI_SECRET}) == ["rows.jsonl: $HF_TOKEN"]
+    path.write_bytes(b"a" * (2 << 20))
+    assert find_leaks([path], {"$HF_TOKEN": HF_SECRET}) == []
