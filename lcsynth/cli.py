@@ -14,6 +14,7 @@ from rich.console import Console
 from lcsynth import __version__
 from lcsynth.cli_cache import app as cache_app
 from lcsynth.cli_export import check, export
+from lcsynth.cli_hub import push
 from lcsynth.cli_templates import app as templates_app
 from lcsynth.errors import ConfigError, LcsynthError
 
@@ -27,6 +28,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(cache_app, name="cache")
 app.command()(export)
 app.command()(check)
+app.command()(push)
 err = Console(stderr=True, soft_wrap=True)
 
 

@@ -13,8 +13,10 @@ out = Console(soft_wrap=True)
 TRAINER_HINTS = {
     "sft": "SFTConfig(max_length={max_length})",
     "dpo": "DPOConfig(max_length={max_length})",
-    "grpo": "GRPOConfig(max_prompt_length={max_prompt_length}) / verl data.max_prompt_length={max_prompt_length}",
-    "pretrain": "sequence length >= {max_length}",
+    "grpo": "prompts up to {max_prompt_length} tokens (verl data.max_prompt_length={max_prompt_length}; "
+            "TRL's GRPOTrainer keeps whole prompts)",
+    "pretrain": "sequence length >= {max_length} (+1 where the trainer appends an end-of-text token, as TRL's "
+                "SFTTrainer does)",
 }
 
 
@@ -41,13 +43,19 @@ def export(
 def check(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     max_length: Annotated[int, typer.Option(help="The trainer's length limit in tokens.")] = 1024,
+    tokenizer: Annotated[str | None, typer.Option(help="Recount every row with the trainer's tokenizer: 'bundled', "
+                                                       "a .gguf file or a tokenizer folder (default: the run's "
+                                                       "recorded counts).")] = None,
 ) -> None:
     """Count rows longer than a trainer's limit (TRL defaults to 1,024); exit 1 if any would be cut."""
-    from lcsynth.export import over_limit
+    from lcsynth.export import over_limit, run_kinds, trainer_tokenizer
 
+    run_kinds(run_dir)  # a folder that is no finished run fails before a tokenizer loads
+    counter = trainer_tokenizer(tokenizer) if tokenizer else None
     cut = 0
-    for kind, (over, counted) in over_limit(run_dir, max_length).items():
-        out.print(f"{kind}: {over} of {counted} rows are over {max_length} tokens")
+    for kind, (over, counted, longest) in over_limit(run_dir, max_length, counter).items():
+        longest_note = f" (longest {longest})" if counted else ""
+        out.print(f"{kind}: {over} of {counted} rows are over {max_length} tokens{longest_note}")
         cut += over
     if cut:
         raise typer.Exit(1)

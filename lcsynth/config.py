@@ -119,6 +119,14 @@ class LimitsSpec(StrictModel):
     max_in_flight: int = Field(default=16, gt=0)
 
 
+class CardSpec(StrictModel):
+    """What the dataset card of `lcsynth push` says that the run itself cannot know."""
+
+    license: str = "other"
+    language: list[str] = Field(default_factory=lambda: ["en"])
+    pretty_name: str | None = None
+
+
 class Recipe(StrictModel):
     """A whole run, as read from YAML."""
 
@@ -132,6 +140,7 @@ class Recipe(StrictModel):
     cache: CacheSpec = Field(default_factory=CacheSpec)
     filters: list[dict[str, Any]] = Field(default_factory=list)
     templates: list[str] = Field(default_factory=list)
+    card: CardSpec = Field(default_factory=CardSpec)
 
     def run_dir(self) -> Path:
         """The folder this run writes into."""

@@ -17,6 +17,10 @@ class BackendError(LcsynthError):
     """A model backend cannot be created or failed for good."""
 
 
+class HubError(LcsynthError):
+    """The Hugging Face Hub refused a request or could not be reached."""
+
+
 class MissingExtra(LcsynthError):
     """An optional dependency is needed but not installed."""
 

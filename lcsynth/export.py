@@ -138,23 +138,72 @@ def row_lengths(run_dir: Path, kind: str) -> list[int]:
     return [n for n in (row_tokens(r.get("meta", {})) for r in iter_rows(run_dir, kind)) if n is not None]
 
 
+def length_limit(kind: str, longest: int) -> dict[str, int]:
+    """The trainer setting under which a kind's longest row is not cut: GRPO limits prompts, the rest whole rows."""
+    return {"max_prompt_length" if kind == "grpo" else "max_length": longest}
+
+
 def trainer_settings(run_dir: Path) -> dict[str, dict[str, int]]:
     """The smallest trainer length limits under which no row of the run is cut, per kind."""
     settings: dict[str, dict[str, int]] = {}
     for kind in run_kinds(run_dir):
         lengths = row_lengths(run_dir, kind)
-        if not lengths:
-            continue
-        settings[kind] = {"max_prompt_length" if kind == "grpo" else "max_length": max(lengths)}
+        if lengths:
+            settings[kind] = length_limit(kind, max(lengths))
     return settings
 
 
-def over_limit(run_dir: Path, max_length: int) -> dict[str, tuple[int, int]]:
-    """Per kind: (rows longer than `max_length` tokens, rows counted)."""
+def trainer_tokenizer(spec: str) -> Any:
+    """The tokenizer a trainer will use: `bundled` (the embedded model's GGUF), a `.gguf` file or a tokenizer folder."""
+    from lcsynth.tokens import HFTokenizer, LlamaCppTokenizer
+
+    if spec == "bundled":
+        from lcsynth.backends.llamacpp import bundled_gguf
+
+        return LlamaCppTokenizer.from_gguf(str(bundled_gguf()))
+    path = Path(spec)
+    if spec.endswith(".gguf") and path.is_file():
+        return LlamaCppTokenizer.from_gguf(spec)
+    if path.is_dir():
+        return HFTokenizer(spec)
+    raise ConfigError(f"--tokenizer: '{spec}' is neither 'bundled', a .gguf file nor a tokenizer folder on disk")
+
+
+def recount(kind: str, row: dict[str, Any], tokenizer: Any, template: Any) -> int:
+    """Tokens a trainer's tokenizer makes of a row.
+
+    That is the chat-rendered conversation (of a DPO pair, the longer side; of a GRPO row, the prompt with the
+    assistant header that generation starts from), or a pretraining row's text.
+    """
+    from lcsynth.context_gain import encode_prompt
+
+    if kind == "pretrain":
+        return len(tokenizer.encode(row["text"]))
+    if kind == "sft":
+        return len(encode_prompt(tokenizer, template.render(row["messages"], add_generation_prompt=False)))
+    if kind == "dpo":
+        return max(len(encode_prompt(tokenizer, template.render(row["prompt"] + row[side],
+                                                                add_generation_prompt=False)))
+                   for side in ("chosen", "rejected"))
+    return len(encode_prompt(tokenizer, template.render(row["prompt"], add_generation_prompt=True)))
+
+
+def counted_lengths(run_dir: Path, kind: str, tokenizer: Any = None) -> list[int]:
+    """Row lengths of a kind: recounted with `tokenizer` when given, else the counts the run recorded."""
+    if tokenizer is None:
+        return row_lengths(run_dir, kind)
+    from lcsynth.chat import template_for_tokenizer
+
+    template = template_for_tokenizer(tokenizer) if kind != "pretrain" else None
+    return [recount(kind, row, tokenizer, template) for row in iter_rows(run_dir, kind)]
+
+
+def over_limit(run_dir: Path, max_length: int, tokenizer: Any = None) -> dict[str, tuple[int, int, int]]:
+    """Per kind: (rows longer than `max_length` tokens, rows counted, longest row; 0 when none was counted)."""
     report = {}
     for kind in run_kinds(run_dir):
-        lengths = row_lengths(run_dir, kind)
-        report[kind] = (sum(n > max_length for n in lengths), len(lengths))
+        lengths = counted_lengths(run_dir, kind, tokenizer)
+        report[kind] = (sum(n > max_length for n in lengths), len(lengths), max(lengths, default=0))
     return report
 
 

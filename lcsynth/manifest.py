@@ -11,8 +11,10 @@ from typing import Any
 
 from lcsynth import __version__
 from lcsynth.config import Recipe
+from lcsynth.export import row_lengths
 from lcsynth.methods.base import RunCounters
 from lcsynth.progress import cost_of
+from lcsynth.report import length_summary
 from lcsynth.sink import RunWriter
 
 _VERSIONED = ("llama-cpp-python", "openai", "datasets", "jsonschema", "pydantic", "vllm")
@@ -49,10 +51,17 @@ def build_manifest(recipe: Recipe, model_id: str, stats: dict[str, int], counter
             "completion": counters.completion_tokens,
             "requests": counters.requests,
         },
+        "lengths": run_lengths(writer.run_dir, sorted(writer.rows)),
         "cost": round(cost, 6) if cost is not None else None,
         "files": files,
         "versions": package_versions(),
     }
+
+
+def run_lengths(run_dir: Path, kinds: list[str]) -> dict[str, dict[str, int]]:
+    """Per kind, the spread of the token counts its rows recorded (kinds whose rows record none are left out)."""
+    lengths = {kind: row_lengths(run_dir, kind) for kind in kinds}
+    return {kind: length_summary(values) for kind, values in lengths.items() if values}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,34 @@ def depth_section(kind: str, rows: list[dict[str, Any]], run_dir: Path) -> list[
 
 
 def row_tokens(meta: dict[str, Any]) -> int | None:
-    """Tokens a row's conversation took, from the backend's own counts (prompt read + text written)."""
+    """Tokens a row's conversation took, from the backend's own counts (prompt read + text written).
+
+    A preference pair counts its prompt and the longer of its two answers.
+
+    >>> row_tokens({"prompt_tokens": 100, "chosen_tokens": 7, "rejected_tokens": 9})
+    109
+    """
     if isinstance(meta.get("n_tokens"), int):
         return meta["n_tokens"]
     prompt = meta.get("prompt_tokens")
     written = meta.get("answer_tokens", meta.get("output_tokens"))
+    if written is None and isinstance(meta.get("chosen_tokens"), int) and isinstance(meta.get("rejected_tokens"), int):
+        written = max(meta["chosen_tokens"], meta["rejected_tokens"])
     return prompt + written if isinstance(prompt, int) and isinstance(written, int) else None
+
+
+def length_summary(values: list[int]) -> dict[str, int]:
+    """Rows counted and the min, median, 90th percentile and max of their lengths (nearest rank).
+
+    >>> length_summary([5, 1, 4, 2, 3])
+    {'rows': 5, 'min': 1, 'median': 3, 'p90': 5, 'max': 5}
+    """
+    ordered = sorted(values)
+
+    def rank(q: float) -> int:
+        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+    return {"rows": len(ordered), "min": ordered[0], "median": rank(0.5), "p90": rank(0.9), "max": ordered[-1]}
 
 
 def histogram(values: list[int], bins: int = BINS) -> list[tuple[int, int, int]]:
@@ -100,6 +123,13 @@ def throughput_section(run_dir: Path) -> list[str]:
     return charts
 
 
+def length_svg(kind: str, lengths: list[int]) -> str:
+    """The histogram of a kind's tokens per row, as `<kind>_lengths.svg` holds it."""
+    bins = histogram(lengths)
+    return svg_bars(f"{kind}: tokens per row ({len(lengths)} rows, {min(lengths)}–{max(lengths)})",
+                    [f"{lo}" for lo, _, _ in bins], [c for _, _, c in bins], "tokens (prompt read + text written)")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every row of a JSONL file."""
     with path.open(encoding="utf-8") as handle:
@@ -121,9 +151,7 @@ def write_report(run_dir: Path) -> Path:
         if not lengths:
             sections.append(f"<p>{kind}: {len(rows)} rows, no token counts in their meta</p>")
             continue
-        bins = histogram(lengths)
-        svg = svg_bars(f"{kind}: tokens per row ({len(lengths)} rows, {min(lengths)}–{max(lengths)})",
-                       [f"{lo}" for lo, _, _ in bins], [c for _, _, c in bins], "tokens (prompt read + text written)")
+        svg = length_svg(kind, lengths)
         (run_dir / f"{kind}_lengths.svg").write_text(svg, encoding="utf-8")
         sections.append(svg)
     rejects = manifest["counts"]["rejects"]

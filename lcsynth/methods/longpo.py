@@ -102,19 +102,21 @@ class LongPOMethod(Method):
         short = ctx.render(answering, document=chunk, instruction=instruction, meta=doc.meta)
         long = ctx.render(answering, document=doc.text, instruction=instruction, meta=doc.meta)
         answer_seed = rng.randrange(2**31)  # the same seed for both: only the context differs
-        chosen = checked_answer(await ctx.complete(template_request(
-            answering, short, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "chosen",
-            self.params.max_repetition)
-        rejected = checked_answer(await ctx.complete(template_request(
-            answering, long, answer_seed, self.params.answer_max_tokens, self.params.temperature)), "rejected",
-            self.params.max_repetition)
+        from_span = await ctx.complete(template_request(
+            answering, short, answer_seed, self.params.answer_max_tokens, self.params.temperature))
+        chosen = checked_answer(from_span, "chosen", self.params.max_repetition)
+        from_document = await ctx.complete(template_request(
+            answering, long, answer_seed, self.params.answer_max_tokens, self.params.temperature))
+        rejected = checked_answer(from_document, "rejected", self.params.max_repetition)
         if " ".join(chosen.split()) == " ".join(rejected.split()):
             raise Reject("identical_answers", raw=chosen)
         meta = {
             "method": self.name, "model": ctx.model_id, "seed": seed, "doc_id": doc.id, "sample": sample,
             "templates": [f"{t.name}@{t.version}" for t in (asking, answering)],
             "chunk_span": [start, start + tokens], "chunk_tokens": tokens, "document_tokens": sum(counts),
-            "question": instruction,
+            "question": instruction, "prompt_tokens": from_document.usage.prompt_tokens,
+            "chosen_tokens": from_span.usage.completion_tokens,
+            "rejected_tokens": from_document.usage.completion_tokens,
         }
         row = {"prompt": long.messages, "chosen": [{"role": "assistant", "content": chosen}],
                "rejected": [{"role": "assistant", "content": rejected}], "short_prompt": short.messages}
