@@ -17,7 +17,7 @@ from lcsynth.config import TokenCount
 from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.methods.mixing import DOCUMENT_BANNER, companion_documents, token_span
+from lcsynth.methods.mixing import DOCUMENT_BANNER, mixed_documents, token_span
 from lcsynth.quality import copies_source, question_line, repeated_ngram_ratio
 from lcsynth.store import segment_counts, segment_text
 from lcsynth.templates import RenderedPrompt, template_request
@@ -139,15 +139,9 @@ class LongMagpieMethod(Method):
         layout: dict[str, object] = {"mix": "long"} if self.params.long_fraction < 1 else {}
         if self.params.documents == 1:
             return doc.text, layout
-        assert ctx.store is not None and ctx.document_limit is not None
-        wanted = rng.randint(1, self.params.documents)
-        own = doc.meta.get("tokens") or len(ctx.backend.tokenizer.encode(doc.text))
         banner = len(ctx.backend.tokenizer.encode(DOCUMENT_BANNER)) + 2
-        budget = ctx.document_limit - own - banner * (wanted - 1)
-        others = companion_documents(ctx.store, doc.id, wanted - 1, budget, rng)
-        parts = [(doc.id, doc.text.strip()), *((d.id, "".join(d.segments).strip()) for d in others)]
-        rng.shuffle(parts)
-        return DOCUMENT_BANNER.join(text for _, text in parts), {**layout, "documents": [i for i, _ in parts]}
+        parts = mixed_documents(doc, ctx, rng, self.params.documents, joiner_tokens=banner)
+        return DOCUMENT_BANNER.join(text.strip() for _, text in parts), {**layout, "documents": [i for i, _ in parts]}
 
     def clean_query(self, text: str, document: str) -> str:
         """Keep the question LongMagpie keeps, or raise Reject saying why there is none."""

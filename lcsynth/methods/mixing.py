@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import random
 import re
+from typing import TYPE_CHECKING
 
 from lcsynth.backends.base import Completion
+from lcsynth.corpus import Document
 from lcsynth.errors import Reject
 from lcsynth.quality import repeated_ngram_ratio
 from lcsynth.store import StoredDoc, TokenStore
+
+if TYPE_CHECKING:
+    from lcsynth.methods.base import MethodContext
 
 # LongMagpie's multi-document contexts separate documents with one fixed banner line.
 DOCUMENT_BANNER = "\n\n==================== next document ====================\n\n"
@@ -58,6 +63,23 @@ def companion_documents(store: TokenStore, exclude: str, count: int, budget: int
             chosen.append(store.doc(index))
             budget -= tokens
     return chosen
+
+
+def mixed_documents(doc: Document, ctx: MethodContext, rng: random.Random, most: int, joiner_tokens: int = 0,
+                    header_tokens: int = 0) -> list[tuple[str, str]]:
+    """The unit's document among n - 1 others (n ~ U{1..most}) that fit the context, shuffled, as (id, text).
+
+    The others come from the corpus store and fit `ctx.document_limit` together with the document, a
+    joiner between each two documents and a header before each.
+    """
+    assert ctx.store is not None and ctx.document_limit is not None
+    wanted = rng.randint(1, most)
+    own = doc.meta.get("tokens") or len(ctx.backend.tokenizer.encode(doc.text))
+    budget = ctx.document_limit - own - joiner_tokens * (wanted - 1) - header_tokens * wanted
+    others = companion_documents(ctx.store, doc.id, wanted - 1, budget, rng)
+    parts = [(doc.id, doc.text), *((d.id, "".join(d.segments)) for d in others)]
+    rng.shuffle(parts)
+    return parts
 
 
 def numbered_documents(texts: list[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lcsynth.assemble import span_piece
 from lcsynth.attribute_graph import (
     attributes_of,
     build_graph,
@@ -30,7 +31,7 @@ from lcsynth.config import TokenCount
 from lcsynth.corpus import Document, jsonl_objects
 from lcsynth.errors import ConfigError, InputError, Reject
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.methods.mixing import checked_answer, companion_documents, numbered_documents
+from lcsynth.methods.mixing import checked_answer, mixed_documents, numbered_documents
 from lcsynth.parsing import parse_output
 from lcsynth.quality import copies_source
 from lcsynth.store import iter_store
@@ -160,13 +161,8 @@ class WildLongMethod(Method):
         for i, stored in enumerate(iter_store(ctx.store)):
             if i == self.params.seed_requests:
                 break
-            budget, segments = self.params.seed_passage_tokens, []
-            for segment, count in zip(stored.segments, stored.counts, strict=True):
-                if count > budget and segments:
-                    break
-                segments.append(segment)
-                budget -= count
-            context = ctx.render(template, document="".join(segments).strip()).messages or []
+            opening = span_piece(stored, 0, self.params.seed_passage_tokens).text.strip()
+            context = ctx.render(template, document=opening).messages or []
             prompt = ctx.backend.chat_template.self_query_prompt(context)
             completion = await ctx.complete(template_request(template, RenderedPrompt(prompt=prompt), i, None,
                                                              self.params.temperature, ("\n",)))
@@ -230,13 +226,7 @@ class WildLongMethod(Method):
         """The unit's document alone, or with other corpus documents under numbered headers (multi-document)."""
         if self.params.documents == 1:
             return [doc.id], doc.text
-        assert ctx.store is not None and ctx.document_limit is not None
-        wanted = rng.randint(1, self.params.documents)
-        own = doc.meta.get("tokens") or len(ctx.backend.tokenizer.encode(doc.text))
-        budget = ctx.document_limit - own - 8 * wanted  # headers take a few tokens each
-        others = companion_documents(ctx.store, doc.id, wanted - 1, budget, rng)
-        parts = [(doc.id, doc.text), *((d.id, "".join(d.segments)) for d in others)]
-        rng.shuffle(parts)
+        parts = mixed_documents(doc, ctx, rng, self.params.documents, header_tokens=8)  # "Document i:" headers
         if len(parts) == 1:
             return [doc.id], doc.text
         return [i for i, _ in parts], numbered_documents([text for _, text in parts])
