@@ -68,6 +68,8 @@ class BackendSpec(StrictModel):
     context_length: TokenCount | None = None
     max_concurrency: int = Field(default=64, gt=0)
     max_retries: int = Field(default=6, ge=0)
+    retry_backoff: float = Field(default=0.5, ge=0)  # first wait in seconds, doubling per retry
+    retry_backoff_max: float = Field(default=30.0, ge=0)
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)
     structured_output: Literal["json_schema", "json_object", "vllm", "none"] = "json_schema"

@@ -49,8 +49,8 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
 class RetryAfterOrBackoff:
     """tenacity wait: honour Retry-After when the server sends it, else exponential backoff with jitter."""
 
-    def __init__(self) -> None:
-        self._backoff = wait_exponential(multiplier=0.5, max=30) + wait_random(0, 0.5)
+    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
+        self._backoff = wait_exponential(multiplier=base, max=cap) + wait_random(0, base)
 
     def __call__(self, retry_state: Any) -> float:
         """Seconds to wait before the next attempt."""
@@ -172,7 +172,8 @@ class OpenAIBackend:
         async with self._slots:
             await self._limiter.acquire(tokens)
             retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.spec.max_retries + 1), wait=RetryAfterOrBackoff(),
+                stop=stop_after_attempt(self.spec.max_retries + 1),
+                wait=RetryAfterOrBackoff(self.spec.retry_backoff, self.spec.retry_backoff_max),
                 retry=retry_if_exception(is_retryable), before_sleep=self._count_retry, reraise=True,
             )
             try:
