@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -37,6 +38,11 @@ class RequestCache:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self.hits = 0
+        self._unwritten: dict[str, tuple] = {}
+        self._flushed = time.monotonic()
+
+    batch_size = 256  # a put writes once this many wait, or once the oldest has waited flush_seconds
+    flush_seconds = 0.5
 
     def _migrate(self) -> None:
         self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
@@ -49,6 +55,10 @@ class RequestCache:
 
     def get(self, key: str) -> Completion | None:
         """The cached completion for a request hash, if any."""
+        row = self._unwritten.get(key)
+        if row is not None:
+            self.hits += 1
+            return Completion(row[2], row[3], Usage(row[4], row[5]))
         row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses "
                               "WHERE request_hash = ?", (key,)).fetchone()
         if row is None:
@@ -57,26 +67,55 @@ class RequestCache:
         return Completion(row[0], row[1], Usage(row[2], row[3]))
 
     def put(self, key: str, model: str, completion: Completion) -> None:
-        """Store (or replace) a completion."""
-        self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (key, model, completion.text, completion.finish_reason, completion.usage.prompt_tokens,
-                         completion.usage.completion_tokens, time.time()))
+        """Store (or replace) a completion.
+
+        Inside an event loop, the puts of one loop iteration are written together in one transaction at its
+        end (so a crash loses at most the answers of that instant); elsewhere every `batch_size` entries or
+        `flush_seconds`, whichever comes first, and always on `flush` and `close`.
+        """
+        if not self._unwritten:
+            self._flushed = time.monotonic()
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                pass  # no loop: the size and age rules below apply
+        self._unwritten[key] = (key, model, completion.text, completion.finish_reason,
+                                completion.usage.prompt_tokens, completion.usage.completion_tokens, time.time())
+        if len(self._unwritten) >= self.batch_size or time.monotonic() - self._flushed >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the completions put since the last flush, in one transaction."""
+        if self._unwritten and self.db is not None:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                    list(self._unwritten.values()))
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+            self._unwritten.clear()
 
     def __len__(self) -> int:
+        self.flush()
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def keys(self) -> Iterator[str]:
         """Every cached request hash."""
+        self.flush()
         return (row[0] for row in self.db.execute("SELECT request_hash FROM responses"))
 
     def stats(self) -> list[dict[str, Any]]:
         """Entries and token totals per model."""
+        self.flush()
         rows = self.db.execute("SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM responses "
                                "GROUP BY model ORDER BY model").fetchall()
         return [{"model": m, "entries": n, "prompt_tokens": p or 0, "completion_tokens": c or 0} for m, n, p, c in rows]
 
     def clear(self, model: str | None = None) -> int:
         """Delete every entry (or one model's); return how many went."""
+        self.flush()
         where, args = ("WHERE model = ?", (model,)) if model else ("", ())
         with self.db:
             count = self.db.execute(f"DELETE FROM responses {where}", args).rowcount
@@ -85,6 +124,7 @@ class RequestCache:
 
     def export(self, path: Path) -> int:
         """Write every entry as JSONL (request_hash, model, text, finish_reason, usage); return the count."""
+        self.flush()
         count = 0
         with path.open("w", encoding="utf-8") as handle:
             for key, model, text, finish, prompt, completion in self.db.execute(
@@ -97,5 +137,7 @@ class RequestCache:
         return count
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is unwritten, then close the database."""
+        self.flush()
         self.db.close()
+        self.db = None  # type: ignore[assignment]

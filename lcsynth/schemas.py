@@ -45,9 +45,22 @@ def _validator(name_or_path: str) -> Draft202012Validator:
     return Draft202012Validator(load_schema(name_or_path))
 
 
+_inline_validators: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
+def _inline_validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator per schema object, reused while that object lives (templates keep theirs)."""
+    entry = _inline_validators.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        if len(_inline_validators) > 256:
+            _inline_validators.clear()
+        entry = _inline_validators[id(schema)] = (schema, Draft202012Validator(schema))
+    return entry[1]
+
+
 def validation_error(instance: Any, schema: str | dict[str, Any]) -> str | None:
     """Return None if `instance` is valid, else one line naming the failing path and rule."""
-    validator = Draft202012Validator(schema) if isinstance(schema, dict) else _validator(schema)
+    validator = _inline_validator(schema) if isinstance(schema, dict) else _validator(schema)
     error = best_match(validator.iter_errors(instance))
     if error is None:
         return None
