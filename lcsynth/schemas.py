@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
 from lcsynth.errors import ConfigError
+from lcsynth.fastcheck import Check, compile_check
 from lcsynth.paths import data_dir
 
 
@@ -40,27 +41,36 @@ def check_schema(schema: Any, where: str) -> None:
         raise ConfigError(f"{where}: not a valid JSON Schema at {at}: {exc.message}") from None
 
 
+Validators = tuple[Draft202012Validator, Check | None]
+
+
 @cache
-def _validator(name_or_path: str) -> Draft202012Validator:
-    return Draft202012Validator(load_schema(name_or_path))
+def _validator(name_or_path: str) -> Validators:
+    schema = load_schema(name_or_path)
+    return Draft202012Validator(schema), compile_check(schema)
 
 
-_inline_validators: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+_inline_validators: dict[int, tuple[dict[str, Any], Validators]] = {}
 
 
-def _inline_validator(schema: dict[str, Any]) -> Draft202012Validator:
-    """A validator per schema object, reused while that object lives (templates keep theirs)."""
+def _inline_validator(schema: dict[str, Any]) -> Validators:
+    """Validators per schema object, reused while that object lives (templates keep theirs)."""
     entry = _inline_validators.get(id(schema))
     if entry is None or entry[0] is not schema:
         if len(_inline_validators) > 256:
             _inline_validators.clear()
-        entry = _inline_validators[id(schema)] = (schema, Draft202012Validator(schema))
+        entry = _inline_validators[id(schema)] = (schema, (Draft202012Validator(schema), compile_check(schema)))
     return entry[1]
 
 
 def validation_error(instance: Any, schema: str | dict[str, Any]) -> str | None:
-    """Return None if `instance` is valid, else one line naming the failing path and rule."""
-    validator = _inline_validator(schema) if isinstance(schema, dict) else _validator(schema)
+    """Return None if `instance` is valid, else one line naming the failing path and rule.
+
+    The compiled fast check accepts most valid instances on its own; jsonschema decides the rest.
+    """
+    validator, fast = _inline_validator(schema) if isinstance(schema, dict) else _validator(schema)
+    if fast is not None and fast(instance):
+        return None
     error = best_match(validator.iter_errors(instance))
     if error is None:
         return None
