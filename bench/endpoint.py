@@ -10,8 +10,10 @@ prompts then go through, each client in its own fresh process, one after another
   openai backend sends it, the JSON answer is validated against the template's schema, cached, and written
   as an SFT row.
 
-Ratios printed last: lcsynth / aiohttp (target >= 0.6), lcsynth / curator (>= 4), lcsynth / best peer, and, at
-low concurrency, lcsynth / bare SDK (>= 1.0). Nothing is downloaded; the server listens on 127.0.0.1 only.
+The table also shows each client's own CPU time per request (all its threads), which load on a shared
+machine disturbs far less than requests/s. Ratios printed last: lcsynth / aiohttp (target >= 0.6),
+lcsynth / curator (>= 4), lcsynth / best peer, and, at low concurrency, lcsynth / bare SDK (>= 1.0).
+Nothing is downloaded; the server listens on 127.0.0.1 only.
 
 Run: python -m bench endpoint [--requests 2000] [--concurrency 256] [--latency 0.05] [--quick]
 """
@@ -276,17 +278,18 @@ def measure(name: str, server: Server, work: Path, concurrency: int, peers: str 
 
 def report(rows: dict[str, list[dict[str, Any]]], requests: int) -> dict[str, float]:
     """Print the table (best of the repetitions per client) and return requests/s per client."""
-    print(f"{'client':<16} {'req/s':>8} {'ok':>6} {'served':>7}  note")
+    print(f"{'client':<16} {'req/s':>8} {'cpu us/req':>10} {'ok':>6} {'served':>7}  note")
     best: dict[str, float] = {}
     for name, results in rows.items():
         good = [r for r in results if "error" not in r]
         if not good:
-            print(f"{name:<16} {'-':>8} {'-':>6} {'-':>7}  {results[0]['error']}")
+            print(f"{name:<16} {'-':>8} {'-':>10} {'-':>6} {'-':>7}  {results[0]['error']}")
             continue
         top = max(good, key=lambda r: r["rps"])
         best[name] = top["rps"]
         note = "" if top["ok"] == requests else f"only {top['ok']} of {requests} answered"
-        print(f"{name:<16} {top['rps']:>8.0f} {top['ok']:>6} {top['served']:>7}  {note}")
+        cpu = f"{top['cpu'] / requests * 1e6:.0f}" if top.get("cpu") else "-"
+        print(f"{name:<16} {top['rps']:>8.0f} {cpu:>10} {top['ok']:>6} {top['served']:>7}  {note}")
     return best
 
 
