@@ -151,13 +151,15 @@ def worker_cache_dir(main: Path) -> Path:
     return main.with_name(main.name + ".workers")
 
 
-def merge_worker_caches(main: RequestCache) -> int:
+def merge_worker_caches(main: RequestCache, wait_seconds: float = 1.0) -> int:
     """Merge every worker cache beside `main` into it and delete it; return the entries added.
 
-    A worker cache still locked by a live worker (another run sharing this cache) is left for later.
+    A worker holds its cache locked while it runs; one still locked after `wait_seconds` (a worker of
+    another run sharing this cache, or one still shutting down) is left for a later merge.
     """
     folder = worker_cache_dir(main.path)
     added = 0
+    main.db.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
     for path in sorted(folder.glob("worker-*.sqlite")):
         try:
             added += main.merge(path)

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from lcsynth.executors.ray_stages import WorkerSetup
 
 # Ray Data groups rows into blocks of about this size; small blocks spread a short plan over every replica.
-BLOCK_BYTES = 16 * 1024
+BLOCK_BYTES = 1
 FORWARDED_ENV = ("OPENAI_API_KEY", "HF_TOKEN")
+REPLICA_EXIT_SECONDS = 90.0  # a finished pool's replicas close their backends and caches, then exit
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def merge_caches(cache_path: Path | None) -> int:
         return 0
     cache = RequestCache(cache_path)
     try:
-        return merge_worker_caches(cache)
+        return merge_worker_caches(cache, wait_seconds=REPLICA_EXIT_SECONDS)
     finally:
         cache.close()
 

@@ -6,7 +6,9 @@ Imported only when a run uses Ray: it needs `ray[data]`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from lcsynth.pipeline import method_context, run_unit
 
 PLAN_COLUMNS = ("index", "unit", "documents_read", "documents_truncated", "document_tokens")
 PLAN_CHUNK = 16  # units per table the planner hands to Ray Data (which regroups them into blocks by size)
+CLOSE_SECONDS = 60.0  # for a replica's backend to shut down (a vLLM engine takes a while)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class UnitWorker:
         self.prepare_rejects: list[tuple[dict[str, Any], Any]] = []
         self._started: asyncio.Future[MethodContext] | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
 
     async def context(self) -> MethodContext:
         """The replica's method context, built on first use (concurrent first calls share one start)."""
@@ -113,6 +118,7 @@ class UnitWorker:
         return await self._started
 
     async def _start(self) -> MethodContext:
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.current_thread()
         backend = create_backend(self.recipe.backend)
         check_scoring(self.recipe.filters, backend)
         await backend.start()
@@ -172,9 +178,17 @@ class UnitWorker:
         return [(key, [r.reason, r.detail, r.raw, r.request_hash]) for key, r in self.prepare_rejects], ""
 
     async def close(self) -> None:
-        """Release the backend and the worker cache."""
-        if self._started is not None and self._started.done() and not self._started.exception():
-            ctx = self._started.result()
+        """Release the backend and the worker cache (whose lock tells the driver the replica still runs)."""
+        started, self._started = self._started, None
+        if started is not None and started.done() and not started.exception():
+            ctx = started.result()
             await ctx.backend.aclose()
             if ctx.cache is not None:
                 ctx.cache.close()
+
+    def __del__(self) -> None:
+        # Ray Data drops a finished pool's replicas gracefully, which ends here, outside the replica's event loop.
+        loop = self._loop
+        if loop is not None and loop.is_running() and threading.current_thread() is not self._loop_thread:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.close(), loop).result(CLOSE_SECONDS)
