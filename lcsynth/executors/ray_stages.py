@@ -188,7 +188,7 @@ class UnitWorker:
 
     def __del__(self) -> None:
         # Ray Data drops a finished pool's replicas gracefully, which ends here, outside the replica's event loop.
-        loop = self._loop
+        loop = getattr(self, "_loop", None)  # None too on the class object `ray.remote` makes of this one
         if loop is not None and loop.is_running() and threading.current_thread() is not self._loop_thread:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.close(), loop).result(CLOSE_SECONDS)
