@@ -9,7 +9,7 @@ Each executor makes N and then 2N rows: the wall time of the 2N run gives rows/s
 difference between the two gives the steady rate (rows/s once replicas run) and the fixed cost of a run
 (planning, starting replicas, finishing). The last line sums it up as Ray over local, per replica count.
 
-Run: .venv/bin/python bench/ray_executor.py [--quick] [--samples N] [--length 32k] [--replicas 1 2]
+Run: .venv/bin/python bench/ray_executor.py [--quick] [--samples N] [--length 128k] [--replicas 1 2]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import tempfile
 import time
@@ -67,8 +68,10 @@ class Rates:
 
     @classmethod
     def of(cls, rows: int, small: float, large: float) -> Rates:
-        """From the wall times of runs of `rows` and 2 x `rows` rows."""
-        steady = rows / max(large - small, 1e-9)
+        """From the wall times of runs of `rows` and 2 x `rows` rows (no steady rate when noise hides it: nan)."""
+        if large <= small:
+            return cls(2 * rows / large, math.nan, math.nan)
+        steady = rows / (large - small)
         return cls(2 * rows / large, steady, max(small - rows / steady, 0.0))
 
 
@@ -90,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 and 32 rows of 8k tokens (about a minute)")
     parser.add_argument("--samples", type=int, default=48, help="N: runs make N, then 2N rows")
-    parser.add_argument("--length", default="32k")
+    parser.add_argument("--length", default="128k")
     parser.add_argument("--documents", type=int, default=48)
     parser.add_argument("--replicas", type=int, nargs="+", default=None)
     args = parser.parse_args()

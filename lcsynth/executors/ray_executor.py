@@ -42,7 +42,9 @@ from lcsynth.sink import RunWriter
 if TYPE_CHECKING:
     from lcsynth.executors.ray_stages import WorkerSetup
 
-# Ray Data groups rows into blocks of about this size; small blocks spread a short plan over every replica.
+# Ray Data cuts blocks at about this size: at one byte every unit is a block of its own, so blocks stream out of
+# the planner at once and `map_batches` bundles exactly `units_per_batch` consecutive units per call, spreading
+# even a short plan over every replica (larger blocks went whole to one replica).
 BLOCK_BYTES = 1
 FORWARDED_ENV = ("OPENAI_API_KEY", "HF_TOKEN")
 REPLICA_EXIT_SECONDS = 90.0  # a finished pool's replicas close their backends and caches, then exit
