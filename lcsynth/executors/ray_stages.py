@@ -18,7 +18,7 @@ import pyarrow as pa
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from lcsynth.backends.base import create_backend
+from lcsynth.backends.base import Backend, create_backend
 from lcsynth.cache import RequestCache, worker_cache_dir
 from lcsynth.config import Recipe
 from lcsynth.errors import BackendError, InputError, LcsynthError
@@ -120,6 +120,13 @@ class UnitWorker:
     async def _start(self) -> MethodContext:
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.current_thread()
         backend = create_backend(self.recipe.backend)
+        try:
+            return await self._prepare(backend)
+        except BaseException:
+            await backend.aclose()  # a vLLM engine would otherwise hold its GPUs until the process ends
+            raise
+
+    async def _prepare(self, backend: Backend) -> MethodContext:
         check_scoring(self.recipe.filters, backend)
         await backend.start()
         if (backend.model_id, backend.context_length) != (self.setup.model_id, self.setup.context_length):
