@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -195,7 +196,10 @@ class UnitWorker:
 
     def __del__(self) -> None:
         # Ray Data drops a finished pool's replicas gracefully, which ends here, outside the replica's event loop.
-        loop = getattr(self, "_loop", None)  # None too on the class object `ray.remote` makes of this one
-        if loop is not None and loop.is_running() and threading.current_thread() is not self._loop_thread:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self.close(), loop).result(CLOSE_SECONDS)
+        # At interpreter exit the loop's thread no longer runs, and a failed start left nothing to close.
+        loop, started = getattr(self, "_loop", None), getattr(self, "_started", None)  # absent on `ray.remote`'s class
+        if (loop is None or started is None or not started.done() or started.cancelled() or started.exception()
+                or sys.is_finalizing() or not loop.is_running() or threading.current_thread() is self._loop_thread):
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.close(), loop).result(CLOSE_SECONDS)
