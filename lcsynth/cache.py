@@ -1,4 +1,10 @@
-"""The request cache: sqlite, keyed by the request hash, so a rerun never pays twice for the same call."""
+"""The request cache: sqlite, keyed by the request hash, so a rerun never pays twice for the same call.
+
+Processes on other machines (Ray replicas) never write the main cache: each writes its own worker cache
+(`<cache>.workers/worker-<id>.sqlite`, one writer, no shared memory) and reads the main cache as a frozen
+snapshot; the driver merges the worker caches into the main one when the run ends, or when the next run
+starts if a run was killed.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from lcsynth.backends.base import Completion, Usage
 from lcsynth.errors import InputError
@@ -24,22 +31,39 @@ def _m001_responses(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [("m001_responses", _m001_responses)]
 
 
-class RequestCache:
-    """request hash → completion, in one sqlite file (WAL, so readers never block the writer)."""
+CacheMode = Literal["shared", "exclusive", "snapshot"]
 
-    def __init__(self, path: str | Path) -> None:
+
+class RequestCache:
+    """request hash → completion, in one sqlite file (WAL, so readers never block the writer).
+
+    `mode` says who else may use the file: `shared` (processes of this machine, the default), `exclusive`
+    (this process alone: no shared-memory index, so it is safe on a network file system), or `snapshot`
+    (read-only, assuming nobody writes during the run: no locks at all, so any machine may read it).
+    A miss is looked up in `fallback`, if given, before it counts as a miss.
+    """
+
+    def __init__(self, path: str | Path, mode: CacheMode = "shared", fallback: RequestCache | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fallback = fallback
+        self.hits = 0
+        self._unwritten: dict[str, tuple] = {}
+        self._flushed = time.monotonic()
         try:
+            if mode == "snapshot":
+                self.db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?immutable=1", uri=True,
+                                          isolation_level=None)
+                self.db.execute("SELECT 1 FROM responses LIMIT 1")
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
+            if mode == "exclusive":  # set before WAL starts, so WAL keeps its index in heap memory
+                self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a usable cache file ({exc})") from None
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
-        self.hits = 0
-        self._unwritten: dict[str, tuple] = {}
-        self._flushed = time.monotonic()
 
     batch_size = 256  # a put writes once this many wait, or once the oldest has waited flush_seconds
     flush_seconds = 0.5
@@ -62,7 +86,9 @@ class RequestCache:
         row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses "
                               "WHERE request_hash = ?", (key,)).fetchone()
         if row is None:
-            return None
+            found = self.fallback.get(key) if self.fallback is not None else None
+            self.hits += found is not None
+            return found
         self.hits += 1
         return Completion(row[0], row[1], Usage(row[2], row[3]))
 
@@ -136,8 +162,55 @@ class RequestCache:
                 count += 1
         return count
 
+    def merge(self, other: Path) -> int:
+        """Copy the entries of another cache file that this one lacks; return how many were added."""
+        self.flush()
+        self.db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with self.db:
+                return self.db.execute(f"INSERT OR IGNORE INTO responses ({_COLUMNS}) "
+                                       f"SELECT {_COLUMNS} FROM other.responses").rowcount
+        finally:
+            self.db.execute("DETACH DATABASE other")
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the database file, so snapshot readers (which skip the log) see it all."""
+        self.flush()
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
-        """Write what is unwritten, then close the database."""
+        """Write what is unwritten, then close the database (and its fallback)."""
         self.flush()
         self.db.close()
         self.db = None  # type: ignore[assignment]
+        if self.fallback is not None:
+            self.fallback.close()
+
+
+_COLUMNS = "request_hash, model, text, finish_reason, prompt_tokens, completion_tokens, created"
+
+
+def worker_cache_dir(main: Path) -> Path:
+    """Where the worker caches of a main cache file live: `<main>.workers/` beside it."""
+    return main.with_name(main.name + ".workers")
+
+
+def merge_worker_caches(main: RequestCache, wait_seconds: float = 1.0) -> int:
+    """Merge every worker cache beside `main` into it and delete it; return the entries added.
+
+    A worker holds its cache locked while it runs; one still locked after `wait_seconds` (a worker of
+    another run sharing this cache, or one still shutting down) is left for a later merge.
+    """
+    folder = worker_cache_dir(main.path)
+    added = 0
+    main.db.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+    for path in sorted(folder.glob("worker-*.sqlite")):
+        try:
+            added += main.merge(path)
+        except sqlite3.OperationalError:
+            continue  # locked: its worker is still running
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return added

@@ -6,10 +6,11 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lcsynth import __version__
 from lcsynth.cli_cache import app as cache_app
@@ -51,20 +52,38 @@ def generate(
     reason: Annotated[list[str] | None, typer.Option("--reason", help="With --retry-rejects: only rejects of this "
                                                      "reason (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    executor: Annotated[str, typer.Option(help="Where units run: local (this process) or ray (a Ray cluster; "
+                                               "pip install 'lcsynth[ray]').")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster (auto, ray://HOST:10001); "
+                                                     "default: a new Ray instance on this machine.")] = None,
+    num_replicas: Annotated[int | None, typer.Option(help="With --executor ray: replicas, each with its own "
+                                                          "backend (default 1).")] = None,
+    gpus_per_replica: Annotated[float | None, typer.Option(help="With --executor ray: GPUs per replica (vLLM's "
+                                                                "tensor_parallel_size; default 0).")] = None,
+    cpus_per_replica: Annotated[float | None, typer.Option(help="With --executor ray: CPUs per replica "
+                                                                "(default 1).")] = None,
 ) -> None:
     """Run a recipe and write its dataset under output.root/output.name; an interrupted run resumes."""
     from lcsynth.config import load_recipe
-    from lcsynth.pipeline import run_recipe
 
     if fresh and resume:
         raise ConfigError("--fresh and --resume contradict each other; give one")
+    ray_options = executor_options(executor, batch_out, address=address, num_replicas=num_replicas,
+                                   gpus_per_replica=gpus_per_replica, cpus_per_replica=cpus_per_replica)
     overrides = [*(set_ or []), *([f"backend.type={backend}"] if backend else []),
                  *(["output.resume=false"] if fresh else [])]
     loaded = load_recipe(recipe, overrides)
     if reason and not retry_rejects:
         raise ConfigError("--reason goes with --retry-rejects")
     retry = (reason or []) if retry_rejects else None
-    summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out, retry_reasons=retry))
+    if ray_options is not None:
+        from lcsynth.executors.ray_executor import run_recipe_on_ray
+
+        summary = run_recipe_on_ray(loaded, ray_options, show_progress=not quiet, retry_reasons=retry)
+    else:
+        from lcsynth.pipeline import run_recipe
+
+        summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out, retry_reasons=retry))
     if not quiet:
         from lcsynth.progress import summary_table
 
@@ -80,6 +99,22 @@ def generate(
     if not summary.rows:
         err.print("[yellow]warning[/]: the run produced no rows; see rejects.jsonl for the reasons")
         raise typer.Exit(3)
+
+
+def executor_options(executor: str, batch_out: Path | None, **ray_settings: Any) -> Any:
+    """The Ray options `--executor ray` and its settings give, or None for the local executor."""
+    given = [f"--{name.replace('_', '-')}" for name, value in ray_settings.items() if value is not None]
+    if executor == "local":
+        if given:
+            raise ConfigError(f"{', '.join(given)} go with --executor ray")
+        return None
+    if executor != "ray":
+        raise ConfigError(f"--executor: '{executor}' is not local or ray")
+    if batch_out is not None:
+        raise ConfigError("--batch-out goes with --executor local: a batch round writes requests, it sends none")
+    from lcsynth.executors.ray_executor import RayOptions
+
+    return RayOptions(**{name: value for name, value in ray_settings.items() if value is not None})
 
 
 @corpus_app.command("demo")
@@ -160,7 +195,7 @@ def main() -> None:
     except LcsynthError as exc:
         if os.environ.get("LCSYNTH_DEBUG"):
             raise
-        err.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)  # 'lcsynth[ray]' is no markup
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")

@@ -15,7 +15,7 @@ from typing import Any
 from lcsynth import __version__
 from lcsynth.backends.base import Backend, create_backend
 from lcsynth.batch import BatchBackend
-from lcsynth.cache import RequestCache
+from lcsynth.cache import RequestCache, merge_worker_caches
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
 from lcsynth.errors import ConfigError, Pending, Reject
@@ -297,6 +297,15 @@ class UnitRunner:
         cap = self.recipe.limits.max_records
         return cap is not None and sum(self.writer.rows.values()) >= cap
 
+    def is_full(self) -> bool:
+        """Whether `limits.max_records` rows are written (nothing more will be committed)."""
+        return self._full()
+
+    def accept(self, unit: Unit, outcome: Outcome, usage: RunCounters | None) -> None:
+        """Take the outcome of a unit that ran elsewhere; it is committed once every earlier unit is."""
+        self.done[unit.index] = (unit, outcome, usage)
+        self._commit_ready()
+
     def checkpoint(self, final: bool = False) -> None:
         """Record the committed prefix of the output (atomically) so a killed run can resume after it."""
         state = {"recipe_hash": self.recipe_hash, "next_unit": self.next_to_commit, "units": self.units,
@@ -374,8 +383,7 @@ class UnitRunner:
                     elif unit.index < self.next_to_commit:
                         continue  # committed before a resume
                     elif unit.skip is not None:
-                        self.done[unit.index] = (unit, unit.skip, None)
-                        self._commit_ready()
+                        self.accept(unit, unit.skip, None)
                     else:
                         task = asyncio.create_task(self._run_one(unit))
                         task.add_done_callback(on_done)
@@ -401,14 +409,19 @@ class UnitRunner:
         self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt, self.filters)
 
 
-async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
-                     batch_out: Path | None = None, retry_reasons: list[str] | None = None) -> RunSummary:
-    """Run a whole recipe and write its outputs; returns counts and the manifest.
+@dataclass
+class RunStart:
+    """What every executor settles before any model loads: methods, retry attempts, resume state, folder."""
 
-    With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
-    With `retry_reasons` (a list; empty means every reason), the finished run of this name is made again:
-    its rejected units run with new seeds, everything else replays from the cache.
-    """
+    methods: list[Method]
+    attempts: dict[str, int]
+    state: dict[str, Any] | None
+    run_dir: Path
+    started: float
+
+
+def begin_run(recipe: Recipe, batch_out: Path | None = None, retry_reasons: list[str] | None = None) -> RunStart:
+    """Check methods and filters, read attempts and the checkpoint to resume, and prepare the run folder."""
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
     retrying = retry_reasons is not None
@@ -418,34 +431,94 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
     if attempts:
         write_json(run_dir / ATTEMPTS, attempts)
-    started = time.time()
+    return RunStart(methods, attempts, state, run_dir, time.time())
+
+
+def document_stats() -> dict[str, int]:
+    """The corpus counters a run reports in its manifest, all zero."""
+    return {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
+
+
+def method_context(recipe: Recipe, backend: Backend, methods: list[Method], counters: RunCounters,
+                   cache: RequestCache | None = None, store_folder: Path | None = None) -> MethodContext:
+    """The context units run in: the backend, the corpus token store if a method needs it, the document limit.
+
+    The store is opened from `store_folder` when given (built already), else opened or built for the recipe.
+    """
+    ctx = MethodContext(backend, recipe.templates, counters, cache)
+    if any(m.needs_store for m in methods):
+        ctx.store = TokenStore(store_folder) if store_folder else open_store(recipe, backend.tokenizer)
+    ctx.document_limit = document_token_limit(recipe, backend, methods)
+    return ctx
+
+
+def unit_total(recipe: Recipe, methods: list[Method]) -> int | None:
+    """Units the progress bar expects, when the recipe caps the documents."""
+    total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
+                                                                              for m in methods)
+    return total or None
+
+
+def finish_run(start: RunStart, recipe: Recipe, model_id: str, stats: dict[str, int], runner: UnitRunner,
+               writer: RunWriter, files: dict[str, Any], timings: dict[str, Any],
+               batch_requests: int = 0) -> RunSummary:
+    """Write the manifest, drop the checkpoint, write the report and timings; the run is then finished."""
+    run_dir = start.run_dir
+    manifest = build_manifest(recipe, model_id, stats, runner.usage, runner.units, writer, files)
+    manifest["counts"]["pending"] = runner.pending
+    write_json(run_dir / "manifest.json", manifest)
+    (run_dir / CHECKPOINT).unlink()
+    write_report(run_dir)
+    timings = {"wall_seconds": round(time.time() - start.started, 3), **timings}
+    write_json(run_dir / "timings.json", timings)
+    return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest, timings, runner.pending,
+                      batch_requests)
+
+
+def rates(counters: RunCounters, generating: float, cpu: float | None = None) -> dict[str, Any]:
+    """Generation time (and this process's CPU time over it, all threads) and the request and token rates."""
+    return {
+        "generation_seconds": round(generating, 3),
+        **({"generation_cpu_seconds": round(cpu, 3)} if cpu is not None else {}),
+        "requests_per_second": round(counters.requests / generating, 3) if generating else None,
+        "completion_tokens_per_second": round(counters.completion_tokens / generating, 1) if generating else None,
+    }
+
+
+async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
+                     batch_out: Path | None = None, retry_reasons: list[str] | None = None) -> RunSummary:
+    """Run a whole recipe in this process and write its outputs; returns counts and the manifest.
+
+    With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
+    With `retry_reasons` (a list; empty means every reason), the finished run of this name is made again:
+    its rejected units run with new seeds, everything else replays from the cache.
+    """
+    start = begin_run(recipe, batch_out, retry_reasons)
+    methods, state, run_dir = start.methods, start.state, start.run_dir
     backend = backend or create_backend(recipe.backend)
     if batch_out is not None:
         if not recipe.cache.enabled:
             raise ConfigError("--batch-out needs the request cache (cache.enabled: true): results come back through it")
         backend = BatchBackend(backend, recipe.backend)
     cache = RequestCache(recipe.cache_path()) if recipe.cache.enabled else None
+    if cache is not None:
+        merge_worker_caches(cache)  # answers a killed Ray run's replicas kept
     try:
         check_scoring(recipe.filters, backend)
         await backend.start()
         backend_ready, cpu_ready = time.time(), time.process_time()
         counters = RunCounters()
-        ctx = MethodContext(backend, recipe.templates, counters, cache)
+        ctx = method_context(recipe, backend, methods, counters, cache)
         writer = RunWriter(run_dir, recipe.output.shard_rows, state["writer"] if state else None)
-        stats = {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}
-        if any(m.needs_store for m in methods):
-            ctx.store = open_store(recipe, backend.tokenizer)
-        ctx.document_limit = document_token_limit(recipe, backend, methods)
+        stats = document_stats()
         for method in methods:
             for key, reject in await method.prepare(ctx, run_dir):
                 writer.write_reject(key, reject.reason, reject.detail, reject.raw, reject.request_hash)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
         docs = Prefetched(fitted_documents(recipe, backend, ctx.document_limit, ctx.store), depth=2 * concurrency)
-        total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
-                                                                                   for m in methods)
-        with RunProgress(counters, stats, show_progress, total or None, recipe.backend.price) as progress:
+        with RunProgress(counters, stats, show_progress, unit_total(recipe, methods), recipe.backend.price) as progress:
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
-            runner.attempts = attempts or {}
+            runner.attempts = start.attempts or {}
             try:
                 await runner.run(plan_units(counted_documents(docs, stats), methods, ctx))
             finally:
@@ -457,23 +530,10 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         await backend.aclose()
         if cache is not None:
             cache.close()
-    generating, generating_cpu = time.time() - backend_ready, time.process_time() - cpu_ready
-    manifest = build_manifest(recipe, backend.model_id, stats, runner.usage, runner.units, writer, files)
-    manifest["counts"]["pending"] = runner.pending
-    write_json(run_dir / "manifest.json", manifest)
-    (run_dir / CHECKPOINT).unlink()
-    write_report(run_dir)
     timings = {
-        "wall_seconds": round(time.time() - started, 3),
-        "backend_start_seconds": round(backend_ready - started, 3),
+        "backend_start_seconds": round(backend_ready - start.started, 3),
         "cache_hits": counters.cache_hits,
         "retries": getattr(backend, "retries", 0),
-        "generation_seconds": round(generating, 3),
-        "generation_cpu_seconds": round(generating_cpu, 3),  # this process, all threads
-        "requests_per_second": round(counters.requests / generating, 3) if generating else None,
-        "completion_tokens_per_second": round(counters.completion_tokens / generating, 1) if generating else None,
+        **rates(counters, time.time() - backend_ready, time.process_time() - cpu_ready),
     }
-    write_json(run_dir / "timings.json", timings)
-    return RunSummary(run_dir, dict(writer.rows), dict(writer.rejects), manifest, timings, runner.pending,
-                      batch_requests)
-
+    return finish_run(start, recipe, backend.model_id, stats, runner, writer, files, timings, batch_requests)

@@ -212,3 +212,29 @@ def test_puts_outside_a_loop_are_written_by_size_age_and_close(tmp_path):
     cache.close()
     assert _rows_on_disk(tmp_path / "c.sqlite") == 8
     assert sqlite3.connect(tmp_path / "c.sqlite").execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_worker_caches_read_a_snapshot_of_the_main_cache_and_merge_into_it(tmp_path):
+    from lcsynth.cache import merge_worker_caches, worker_cache_dir
+
+    main = RequestCache(tmp_path / "cache.sqlite")
+    main.put("k-main", "m", text("from main"))
+    main.checkpoint()
+    workers = worker_cache_dir(main.path)
+    snapshot = RequestCache(main.path, "snapshot")
+    one = RequestCache(workers / "worker-a.sqlite", "exclusive", fallback=snapshot)
+    assert one.get("k-main").text == "from main" and one.get("k-none") is None and one.hits == 1
+    one.put("k-one", "m", text("from one"))
+    other = RequestCache(workers / "worker-b.sqlite", "exclusive")
+    other.put("k-other", "m", text("from other"))
+    other.put("k-main", "m", text("asked again"))
+    assert merge_worker_caches(main, wait_seconds=0.2) == 0  # both still open: their workers still run
+    assert sorted(p.name for p in workers.glob("*.sqlite")) == ["worker-a.sqlite", "worker-b.sqlite"]
+    one.close()
+    assert merge_worker_caches(main, wait_seconds=0.2) == 1 and not (workers / "worker-a.sqlite").exists()
+    other.close()
+    assert merge_worker_caches(main, wait_seconds=0.2) == 1 and not workers.exists()
+    assert [main.get(k).text for k in ("k-main", "k-one", "k-other")] == ["from main", "from one", "from other"]
+    main.close()
+    with pytest.raises(InputError, match="not a usable cache file"):
+        RequestCache(tmp_path / "missing.sqlite", "snapshot")

@@ -60,3 +60,29 @@ def test_reason_needs_retry_rejects(tmp_path):
     (tmp_path / "r.yaml").write_text("methods: [{name: longmagpie}]\n")
     result = lcsynth("generate", "r.yaml", "--reason", "no_question")
     assert result.returncode == 2 and result.stderr.strip() == "error: --reason goes with --retry-rejects"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--address", "auto"], "error: --address go with --executor ray"),
+    (["--num-replicas", "2", "--gpus-per-replica", "1"], "error: --num-replicas, --gpus-per-replica go with "
+                                                         "--executor ray"),
+    (["--executor", "dask"], "error: --executor: 'dask' is not local or ray"),
+    (["--executor", "ray", "--batch-out", "b.jsonl"], "error: --batch-out goes with --executor local"),
+    (["--executor", "ray", "--num-replicas", "0"], "error: --num-replicas: give at least 1"),
+])
+def test_executor_mistakes_are_one_line(tmp_path, args, message):
+    (tmp_path / "r.yaml").write_text("methods: [{name: longmagpie}]\n")
+    result = lcsynth("generate", "r.yaml", *args)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(message)
+
+
+def test_executor_ray_without_ray_installed_names_the_extra(tmp_path):
+    (tmp_path / "r.yaml").write_text("methods: [{name: longmagpie}]\n")
+    blocked = ("import sys; sys.modules['ray'] = None; sys.argv = ['lcsynth', 'generate', 'r.yaml', '--executor', "
+               "'ray']; from lcsynth.cli import main; main()")  # as if ray were not installed
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and not (tmp_path / "outputs").exists()
+    assert result.stderr.strip() == ("error: --executor ray needs the 'ray' package: install it with "
+                                     "pip install 'lcsynth[ray]'")

