@@ -21,11 +21,15 @@ RETRY_STATUS = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
 
 
+class MalformedResponse(Exception):
+    """A 200 whose body is no completion (cut short, not JSON, no choices): a transport fault, worth a retry."""
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Timeouts, dropped connections, 429, 408, 409 and 5xx are worth another try; other 4xx are not."""
+    """Timeouts, dropped connections, malformed bodies, 429, 408, 409 and 5xx are worth another try; not other 4xx."""
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, MalformedResponse)):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRY_STATUS or exc.status_code >= 500
@@ -127,13 +131,16 @@ class OpenAIBackend:
     async def _send(self, request: Request) -> Completion:
         path, body = self.request_body(request)
         known = {k: body.pop(k) for k in list(body) if k in _SDK_ARGUMENTS}
-        if path == "/v1/completions":
-            response = await self.client.completions.create(**known, extra_body=body or None)
-            choice, text = response.choices[0], response.choices[0].text
-        else:
-            response = await self.client.chat.completions.create(**known, extra_body=body or None)
-            choice = response.choices[0]
-            text = choice.message.content or ""
+        try:
+            if path == "/v1/completions":
+                response = await self.client.completions.create(**known, extra_body=body or None)
+                choice, text = response.choices[0], response.choices[0].text
+            else:
+                response = await self.client.chat.completions.create(**known, extra_body=body or None)
+                choice = response.choices[0]
+                text = choice.message.content or ""
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:  # a JSONDecodeError is a ValueError
+            raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
         usage = response.usage
         return Completion(text, choice.finish_reason or "stop",
                           Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage())
@@ -183,7 +190,7 @@ class OpenAIBackend:
             except openai.APIStatusError as exc:
                 reason = "backend_error" if is_retryable(exc) else "request_rejected"
                 raise Reject(reason, f"HTTP {exc.status_code}: {_message(exc)}") from None
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            except (openai.APITimeoutError, openai.APIConnectionError, MalformedResponse) as exc:
                 raise Reject("backend_error", f"{type(exc).__name__} after {self.spec.max_retries} retries") from None
 
     async def aclose(self) -> None:
