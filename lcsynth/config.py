@@ -119,6 +119,8 @@ class LimitsSpec(StrictModel):
     max_documents: int | None = Field(default=None, gt=0)
     max_records: int | None = Field(default=None, gt=0)
     max_in_flight: int = Field(default=16, gt=0)
+    # Units in a row (as they finish) whose requests failed after every retry: the endpoint is down, stop.
+    max_failures_in_a_row: int | None = Field(default=64, gt=0)
 
 
 class CardSpec(StrictModel):

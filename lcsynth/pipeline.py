@@ -18,7 +18,7 @@ from lcsynth.batch import BatchBackend
 from lcsynth.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
-from lcsynth.errors import ConfigError, Pending, Reject
+from lcsynth.errors import BackendError, ConfigError, Pending, Reject
 from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
@@ -283,6 +283,7 @@ class UnitRunner:
                     row_filter.observe(kind, row)
         self._checkpointed = time.monotonic()
         self.timeline = Timeline(writer.run_dir, ctx.counters)
+        self.failures_in_a_row = 0
 
     def _full(self) -> bool:
         cap = self.recipe.limits.max_records
@@ -372,6 +373,21 @@ class UnitRunner:
     async def _run_one(self, unit: Unit) -> None:
         attempt = self.attempts.get(unit_id(unit.key()), 0)
         self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt, self.filters)
+        self._watch_failures(self.done[unit.index][1])
+
+    def _watch_failures(self, outcome: Outcome) -> None:
+        """Stop the run when `limits.max_failures_in_a_row` units in a row failed after every retry.
+
+        A dead endpoint would otherwise make every remaining unit wait out its retries. Nothing after the last
+        checkpoint is kept, so a rerun continues from there.
+        """
+        failed = isinstance(outcome, Reject) and outcome.reason == "backend_error"
+        self.failures_in_a_row = self.failures_in_a_row + 1 if failed else 0
+        limit = self.recipe.limits.max_failures_in_a_row
+        if limit is not None and self.failures_in_a_row >= limit:
+            assert isinstance(outcome, Reject)
+            raise BackendError(f"backend: {limit} units in a row failed after every retry (last: {outcome.detail}); "
+                               "the endpoint looks down, so the run stops here; run the same command again to go on")
 
 
 async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progress: bool = True,
