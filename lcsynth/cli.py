@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from lcsynth import __version__
 from lcsynth.cli_cache import app as cache_app
@@ -154,13 +155,14 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry: user errors become one line on stderr and exit status 2."""
+    """Console-script entry: user errors (and files that cannot be read or written) become one line, exit status 2."""
     try:
         app()
-    except LcsynthError as exc:
+    except (LcsynthError, OSError) as exc:
         if os.environ.get("LCSYNTH_DEBUG"):
             raise
-        err.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        message = str(exc) if isinstance(exc, LcsynthError) else f"{exc.filename or 'I/O'}: {exc.strerror or exc}"
+        err.print(Text.assemble(("error", "red"), f": {message}"), soft_wrap=True)  # the message is not markup
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")

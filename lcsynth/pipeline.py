@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lcsynth import __version__
+from lcsynth import __version__, runfolder
 from lcsynth.backends.base import Backend, create_backend
 from lcsynth.batch import BatchBackend
 from lcsynth.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
-from lcsynth.errors import BackendError, ConfigError, Pending, Reject
+from lcsynth.errors import BackendError, ConfigError, OutputError, Pending, Reject
 from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
@@ -29,7 +28,7 @@ from lcsynth.store import TokenStore
 from lcsynth.timeline import Timeline
 from lcsynth.tokens import Tokenizer, fit_tokens
 
-CHECKPOINT = "checkpoint.json"
+CHECKPOINT = runfolder.CHECKPOINT
 
 
 @dataclass(frozen=True)
@@ -121,20 +120,6 @@ def next_attempts(recipe: Recipe, reasons: list[str]) -> dict[str, int]:
                 key = unit_id(reject)
                 attempts[key] = attempts.get(key, 0) + 1
     return attempts
-
-
-def prepare_run_dir(recipe: Recipe) -> Path:
-    """Create the run folder, clearing an earlier run of the same name when `output.overwrite` allows."""
-    run_dir = recipe.run_dir()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not recipe.output.overwrite:
-            raise ConfigError(f"output: {run_dir} already holds a run; choose another output.name or set overwrite")
-        ours = (run_dir / "manifest.json").exists() or (run_dir / CHECKPOINT).exists()
-        if not ours and not any(run_dir.glob("*.partial")):
-            raise ConfigError(f"output: {run_dir} is not empty and holds no lcsynth run; refusing to clear it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, stats: dict[str, int],
@@ -397,14 +382,33 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
     With `retry_reasons` (a list; empty means every reason), the finished run of this name is made again:
     its rejected units run with new seeds, everything else replays from the cache.
+    The run folder is locked for the run; if the run fails, the finished run it was replacing comes back.
     """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
+    run_dir = recipe.run_dir()
+    try:
+        with runfolder.hold(run_dir):
+            try:
+                summary = await _run_recipe(recipe, methods, backend, show_progress, batch_out, retry_reasons)
+            except Exception:
+                runfolder.failed(run_dir)
+                raise
+            runfolder.finished(run_dir)
+    except OSError as exc:  # a full disk, a folder that cannot be written: one line, not a traceback
+        raise OutputError(runfolder.describe_os_error(exc, run_dir)) from exc
+    return summary
+
+
+async def _run_recipe(recipe: Recipe, methods: list[Method], backend: Backend | None, show_progress: bool,
+                      batch_out: Path | None, retry_reasons: list[str] | None) -> RunSummary:
     retrying = retry_reasons is not None
     # read before the run folder may be cleared: a rerun keeps earlier retries
     attempts = next_attempts(recipe, retry_reasons or []) if retrying else saved_attempts(recipe.run_dir())
     state = read_checkpoint(recipe) if batch_out is None and not retrying else None
-    run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
+    run_dir = recipe.run_dir()
+    if not state:
+        runfolder.clear(run_dir, recipe.output.overwrite)
     if attempts:
         write_json(run_dir / ATTEMPTS, attempts)
     started = time.time()
@@ -414,6 +418,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
             raise ConfigError("--batch-out needs the request cache (cache.enabled: true): results come back through it")
         backend = BatchBackend(backend, recipe.backend)
     cache = RequestCache(recipe.cache_path()) if recipe.cache.enabled else None
+    writer: RunWriter | None = None
     try:
         check_scoring(recipe.filters, backend)
         await backend.start()
@@ -439,6 +444,10 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
         runner.checkpoint(final=True)
         files = writer.close()
         batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     finally:
         await backend.aclose()
         if cache is not None:

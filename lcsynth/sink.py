@@ -131,6 +131,15 @@ class RunWriter:
         self._finish(REJECTS, sum(self.rejects.values()))
         return dict(sorted(self.finished.items()))
 
+    def abort(self) -> None:
+        """Close every open file after a failure, as far as the disk allows (a resumed run cuts back anyway)."""
+        for handle in self._files.values():
+            try:
+                handle.close()
+            except OSError:
+                pass  # the file is closed even when its last flush failed
+        self._files.clear()
+
     def iter_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every row written so far (finished shards, then open ones), in order, with its kind."""
         self.snapshot()
