@@ -47,6 +47,8 @@ class CorpusSpec(StrictModel):
     id_field: str | None = "id"
     hf_args: dict[str, Any] = Field(default_factory=dict)
     min_chars: int = Field(default=0, ge=0)
+    # JSONL lines and text files longer than this are passed over unread and rejected (document_too_large).
+    max_document_bytes: Annotated[int | None, BeforeValidator(parse_token_count), Field(gt=0)] = 16 * 1024 * 1024
 
 
 class PriceSpec(StrictModel):

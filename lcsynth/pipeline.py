@@ -17,7 +17,7 @@ from lcsynth.batch import BatchBackend
 from lcsynth.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
-from lcsynth.errors import BackendError, ConfigError, OutputError, Pending, Reject
+from lcsynth.errors import BackendError, ConfigError, InputError, OutputError, Pending, Reject
 from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
@@ -133,8 +133,13 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, stats: 
         if recipe.limits.max_documents is not None and read >= recipe.limits.max_documents:
             return
         stats["documents_read"] += 1
+        if doc.oversized:
+            yield doc, Reject("document_too_large", f"{doc.oversized} bytes > corpus.max_document_bytes "
+                                                    f"{recipe.corpus.max_document_bytes}; passed over unread")
+            continue
         if not doc.text.strip() or len(doc.text) < recipe.corpus.min_chars:
-            yield doc, Reject("document_too_short", f"{len(doc.text)} characters")
+            what = f"{len(doc.text)} characters" if doc.text.strip() else "empty or only whitespace"
+            yield doc, Reject("document_too_short", what)
             continue
         how = "head" if overflow == "skip" else overflow
         position = store.position(doc.id) if store is not None else None
@@ -441,6 +446,8 @@ async def _run_recipe(recipe: Recipe, methods: list[Method], backend: Backend | 
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             runner.attempts = attempts or {}
             await runner.run(plan_units(docs, methods, ctx))
+        if not stats["documents_read"] and not runner.units:
+            raise InputError(f"corpus: no documents in {recipe.corpus.path or recipe.corpus.type}; nothing to do")
         runner.checkpoint(final=True)
         files = writer.close()
         batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0
