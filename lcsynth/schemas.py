@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+import regex
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
 from lcsynth.errors import ConfigError
 from lcsynth.paths import data_dir
+
+# Model output is matched against a schema's patterns: one that backtracks without end must not stall the run.
+PATTERN_SECONDS = 1.0
+
+
+def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    """The `pattern` keyword, matched with a time limit (the `regex` module); too slow a match fails validation."""
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        matched = regex.search(pattern, instance, timeout=PATTERN_SECONDS)
+    except TimeoutError:
+        yield ValidationError(f"matching {pattern!r} took over {PATTERN_SECONDS:g} s (the pattern backtracks "
+                              "too much for this value)")
+        return
+    except regex.error:  # a pattern Python's re accepts but regex does not
+        matched = re.search(pattern, instance)
+    if matched is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SchemaValidator = validators.extend(Draft202012Validator, {"pattern": _bounded_pattern})
 
 
 @cache
@@ -27,28 +52,45 @@ def load_schema(name_or_path: str) -> dict[str, Any]:
         raise ConfigError(f"schema '{name_or_path}' not found (looked in {data_dir('schemas')})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: schema is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the schema nests too deeply to be read; flatten it") from None
     check_schema(schema, str(path))
     return schema
 
 
 def check_schema(schema: Any, where: str) -> None:
-    """Raise a one-line ConfigError unless `schema` is itself a valid JSON Schema (2020-12)."""
+    """Raise a one-line ConfigError unless `schema` is itself a valid JSON Schema (2020-12) that can be used.
+
+    Schemas nested too deeply to check, and `$ref`s that lead back to themselves, are refused here rather than
+    failing on the first output.
+    """
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         at = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise ConfigError(f"{where}: not a valid JSON Schema at {at}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: the schema nests too deeply to be checked; flatten it") from None
+    try:
+        SchemaValidator(schema).is_valid(None)
+    except RecursionError:
+        raise ConfigError(f"{where}: the schema's $ref leads back to itself without end") from None
+    except Exception as exc:  # noqa: BLE001 - jsonschema raises several types for references it cannot resolve
+        raise ConfigError(f"{where}: the schema cannot be used ({type(exc).__name__}: {exc})") from None
 
 
 @cache
-def _validator(name_or_path: str) -> Draft202012Validator:
-    return Draft202012Validator(load_schema(name_or_path))
+def _validator(name_or_path: str) -> Any:
+    return SchemaValidator(load_schema(name_or_path))
 
 
 def validation_error(instance: Any, schema: str | dict[str, Any]) -> str | None:
     """Return None if `instance` is valid, else one line naming the failing path and rule."""
-    validator = Draft202012Validator(schema) if isinstance(schema, dict) else _validator(schema)
-    error = best_match(validator.iter_errors(instance))
+    validator = SchemaValidator(schema) if isinstance(schema, dict) else _validator(schema)
+    try:
+        error = best_match(validator.iter_errors(instance))
+    except RecursionError:
+        return "(root): the value nests deeper than the schema can be checked (a $ref that recurses?)"
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
