@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lcsynth.backends.base import Completion, Usage
-from lcsynth.errors import InputError
+from lcsynth.errors import InputError, OutputError
 
 
 def _m001_responses(db: sqlite3.Connection) -> None:
@@ -57,10 +57,13 @@ class RequestCache:
         return Completion(row[0], row[1], Usage(row[2], row[3]))
 
     def put(self, key: str, model: str, completion: Completion) -> None:
-        """Store (or replace) a completion."""
-        self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (key, model, completion.text, completion.finish_reason, completion.usage.prompt_tokens,
-                         completion.usage.completion_tokens, time.time()))
+        """Store (or replace) a completion; a cache that cannot be written (disk full, locked) is a one-line error."""
+        try:
+            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (key, model, completion.text, completion.finish_reason, completion.usage.prompt_tokens,
+                             completion.usage.completion_tokens, time.time()))
+        except sqlite3.OperationalError as exc:
+            raise OutputError(f"cache: cannot write {self.path} ({exc})") from None
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

@@ -72,15 +72,17 @@ def generate(
         err.print(summary_table(summary.manifest, summary.timings))
     rows = ", ".join(f"{n} {kind}" for kind, n in summary.rows.items()) or "no rows"
     rejects = sum(summary.rejects.values())
+    waiting = batch_out is not None and summary.pending
+    if not summary.rows and not waiting:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(summary.rejects.items(), key=lambda i: -i[1]))
+        err.print(Text.assemble(("error", "red"), f": the run produced no rows (rejects: {reasons or 'none'}); "
+                                f"see {summary.run_dir / 'rejects.jsonl'}"), soft_wrap=True)
+        raise typer.Exit(3)
     err.print(f"[green]done[/]: {rows}, {rejects} rejects → {summary.run_dir}")
-    if batch_out is not None and summary.pending:
+    if waiting:
         err.print(f"{summary.pending} units wait on {summary.batch_requests} requests written to {batch_out}; "
                   f"after the batch job: lcsynth ingest {summary.run_dir} --batch-results RESULTS.jsonl, "
                   "then run this command again")
-        return
-    if not summary.rows:
-        err.print("[yellow]warning[/]: the run produced no rows; see rejects.jsonl for the reasons")
-        raise typer.Exit(3)
 
 
 @corpus_app.command("demo")

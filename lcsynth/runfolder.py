@@ -62,9 +62,9 @@ def hold(run_dir: Path, shared: bool = False) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("a+", encoding="utf-8")
-    except OSError:
+    except OSError as exc:
         if not shared:
-            raise
+            raise OutputError(f"output: cannot write in {run_dir.parent} ({exc.strerror})") from None
         yield
         return
     with handle:
