@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import time
 from typing import Any
@@ -139,7 +140,7 @@ class OpenAIBackend:
                 response = await self.client.chat.completions.create(**known, extra_body=body or None)
                 choice = response.choices[0]
                 text = choice.message.content or ""
-        except (ValueError, LookupError, TypeError, AttributeError) as exc:  # a JSONDecodeError is a ValueError
+        except (json.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:  # body cut short, no choices
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
         usage = response.usage
         return Completion(text, choice.finish_reason or "stop",
