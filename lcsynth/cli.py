@@ -163,7 +163,10 @@ def main() -> None:
     except (LcsynthError, OSError) as exc:
         if os.environ.get("LCSYNTH_DEBUG"):
             raise
+        from lcsynth.redaction import scrub
+
         message = str(exc) if isinstance(exc, LcsynthError) else f"{exc.filename or 'I/O'}: {exc.strerror or exc}"
+        message = scrub(message)  # a server's error may quote the key it was given
         err.print(Text.assemble(("error", "red"), f": {message}"), soft_wrap=True)  # the message is not markup
         sys.exit(2)
     except KeyboardInterrupt:

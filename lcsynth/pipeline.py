@@ -22,6 +22,7 @@ from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
 from lcsynth.progress import RunProgress
+from lcsynth.redaction import watch_variable
 from lcsynth.report import write_report
 from lcsynth.sink import RunWriter, dump_line
 from lcsynth.store import TokenStore
@@ -391,6 +392,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
+    watch_variable(recipe.backend.api_key_env)  # its value is kept out of rejects, manifests and messages
     run_dir = recipe.run_dir()
     try:
         with runfolder.hold(run_dir):

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lcsynth.redaction import scrub
 from lcsynth.schemas import validation_error
 
 REJECTS = "rejects.jsonl"
@@ -108,7 +109,8 @@ class RunWriter:
 
     def write_reject(self, unit: dict[str, Any], reason: str, detail: str = "", raw: str | None = None,
                      request_hash: str | None = None) -> None:
-        """Record why a unit (or a whole document) produced nothing."""
+        """Record why a unit (or a whole document) produced nothing; credentials in the detail or raw text go."""
+        detail, raw = scrub(detail), scrub(raw) if raw else raw  # a server may quote the client's key back
         self._write(REJECTS, {**unit, "reason": reason, "detail": detail, "raw": raw, "request_hash": request_hash})
         self.rejects[reason] += 1
 
