@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from lcsynth.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@?#]*@", re.I)
 
 
 def parse_token_count(value: Any) -> Any:
@@ -77,6 +78,14 @@ class BackendSpec(StrictModel):
     structured_output: Literal["json_schema", "json_object", "vllm", "none"] = "json_schema"
     price: PriceSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str | None) -> str | None:
+        if url and _URL_CREDENTIALS.match(url):
+            raise ValueError("the URL holds a user name or password, which would be written wherever the URL is "
+                             "(manifests, messages); give the key through api_key_env instead")
+        return url
 
 
 class ContextSpec(StrictModel):
