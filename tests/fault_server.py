@@ -43,7 +43,7 @@ class FaultServer:
     def __init__(self, answer: Callable[[dict], str], rates: dict[str, float] | None = None, seed: int = 0,
                  retry_after: int = 1, hang_seconds: float = 2.0, api_key: str | None = None,
                  models: tuple[str, ...] = ("fake",), max_prompt_chars: int | None = None,
-                 echo_key: bool = False) -> None:
+                 echo_key: bool = False, open_models: bool = False) -> None:
         unknown = set(rates or {}) - set(FAULTS)
         assert not unknown, f"unknown faults {unknown}"
         assert sum((rates or {}).values()) <= 1.0
@@ -51,6 +51,7 @@ class FaultServer:
         self.retry_after, self.hang_seconds = retry_after, hang_seconds
         self.api_key, self.models, self.max_prompt_chars = api_key, models, max_prompt_chars
         self.echo_key = echo_key  # a careless server that quotes the client's key back in error messages
+        self.open_models = open_models  # /models answers without a key (the key is checked on completions only)
         self.bodies: list[dict] = []
         self.arrivals: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
@@ -83,10 +84,10 @@ class FaultServer:
                 return fault
         return None
 
-    def _refused(self, request: web.Request, body: dict) -> web.Response | None:
+    def _refused(self, request: web.Request, body: dict, check_key: bool = True) -> web.Response | None:
         auth = request.headers.get("Authorization", "")
         self.auth_headers.add(auth)
-        if self.api_key is not None and auth != f"Bearer {self.api_key}":
+        if check_key and self.api_key is not None and auth != f"Bearer {self.api_key}":
             quoted = f": {auth.removeprefix('Bearer ')}" if self.echo_key else ""
             return web.json_response({"error": {"message": f"Incorrect API key provided{quoted}"}}, status=401)
         if body.get("model") not in self.models:
@@ -161,7 +162,7 @@ class FaultServer:
         return response
 
     async def _models(self, request: web.Request) -> web.Response:
-        refused = self._refused(request, {"model": self.models[0]})
+        refused = self._refused(request, {"model": self.models[0]}, check_key=not self.open_models)
         if refused is not None:
             return refused
         return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
