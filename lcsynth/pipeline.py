@@ -396,8 +396,12 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     run_dir = recipe.run_dir()
     try:
         with runfolder.hold(run_dir):
-            try:
-                summary = await _run_recipe(recipe, methods, backend, show_progress, batch_out, retry_reasons)
+            retrying = retry_reasons is not None
+            # read before the run folder may be cleared: a rerun keeps earlier retries
+            attempts = next_attempts(recipe, retry_reasons or []) if retrying else saved_attempts(run_dir)
+            state = read_checkpoint(recipe) if batch_out is None and not retrying else None
+            try:  # from here the folder changes: a failure puts back the finished run it was replacing
+                summary = await _run_recipe(recipe, methods, state, attempts, backend, show_progress, batch_out)
             except Exception:
                 runfolder.failed(run_dir)
                 raise
@@ -407,12 +411,8 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     return summary
 
 
-async def _run_recipe(recipe: Recipe, methods: list[Method], backend: Backend | None, show_progress: bool,
-                      batch_out: Path | None, retry_reasons: list[str] | None) -> RunSummary:
-    retrying = retry_reasons is not None
-    # read before the run folder may be cleared: a rerun keeps earlier retries
-    attempts = next_attempts(recipe, retry_reasons or []) if retrying else saved_attempts(recipe.run_dir())
-    state = read_checkpoint(recipe) if batch_out is None and not retrying else None
+async def _run_recipe(recipe: Recipe, methods: list[Method], state: dict[str, Any] | None, attempts: dict[str, int],
+                      backend: Backend | None, show_progress: bool, batch_out: Path | None) -> RunSummary:
     run_dir = recipe.run_dir()
     if not state:
         runfolder.clear(run_dir, recipe.output.overwrite)

@@ -21,9 +21,9 @@ from qa_run import answer, doc_text, lcsynth, read_jsonl, snapshot, unit_keys, w
 from test_hub import hub, knotted_run  # noqa: F401 - `hub` is a fixture
 from test_pipeline import corpus, numbered_reply, recipe
 
-from lcsynth.errors import OutputError
+from lcsynth.errors import ConfigError, OutputError
 from lcsynth.hub import dry_run as write_folder
-from lcsynth.pipeline import run_recipe
+from lcsynth.pipeline import UnitRunner, run_recipe
 from lcsynth.sink import RunWriter
 
 ESSAY = """\
@@ -208,3 +208,32 @@ def test_a_run_that_fails_leaves_the_finished_run_as_it_was(tmp_path, scripted, 
     replaced = asyncio.run(run_recipe(recipe(path, seed=1), scripted(numbered_reply), show_progress=False))
     manifest = json.loads((replaced.run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 1 and not (tmp_path / "out" / ".run.previous").exists()
+
+
+class Interrupted(BaseException):
+    """Stands for Ctrl-C or a lost process: not an error the run recovers from, so the partial run stays."""
+
+
+def test_an_interrupted_replacement_keeps_the_finished_run_until_it_completes(tmp_path, scripted, monkeypatch):
+    monkeypatch.setattr(UnitRunner, "checkpoint_seconds", 0.0)
+    path = corpus(tmp_path, [f"The doc says item{i}. " * 20 for i in range(12)])
+    first = asyncio.run(run_recipe(recipe(path), scripted(numbered_reply), show_progress=False))
+    before, previous = snapshot(first.run_dir), tmp_path / "out" / ".run.previous"
+    calls = []
+
+    def interrupted_midway(request):
+        calls.append(request)
+        if len(calls) > 20:
+            raise Interrupted
+        return numbered_reply(request)
+
+    with pytest.raises(Interrupted):
+        asyncio.run(run_recipe(recipe(path, seed=1, limits={"max_in_flight": 2}), scripted(interrupted_midway),
+                               show_progress=False))
+    assert snapshot(previous) == before and (first.run_dir / "checkpoint.json").exists()
+    partial = snapshot(first.run_dir)
+    with pytest.raises(ConfigError, match="holds an unfinished run of a different recipe"):  # refused: touches nothing
+        asyncio.run(run_recipe(recipe(path, seed=2), scripted(numbered_reply), show_progress=False))
+    assert snapshot(previous) == before and snapshot(first.run_dir) == partial
+    resumed = asyncio.run(run_recipe(recipe(path, seed=1), scripted(numbered_reply), show_progress=False))
+    assert resumed.manifest["seed"] == 1 and resumed.rows == {"sft": 24} and not previous.exists()
