@@ -107,5 +107,6 @@ def test_kill_9_at_random_moments_then_resume_loses_and_repeats_nothing(tmp_path
     assert_cache_is_whole(tmp_path / "cut.sqlite")
     sent = Counter(json.dumps(b, sort_keys=True) for b in bodies)
     repeats = sum(sent.values()) - len(sent)
+    print(f"\nkill -9 during generate: {kills} kills, resumed from units {resumed_from}, {repeats} requests repeated")
     assert kills >= 1 and max(resumed_from) > 0, resumed_from  # at least one resume started mid-run
     assert repeats <= kills * CONCURRENCY  # only requests in flight at a kill are asked again
