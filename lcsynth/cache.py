@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -37,6 +38,12 @@ class RequestCache:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self.hits = 0
+        self._unwritten: dict[str, tuple] = {}
+        self._flushed = time.monotonic()
+        self._failure: OutputError | None = None
+
+    batch_size = 256  # a put writes once this many wait, or once the oldest has waited flush_seconds
+    flush_seconds = 0.5
 
     def _migrate(self) -> None:
         self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
@@ -49,6 +56,10 @@ class RequestCache:
 
     def get(self, key: str) -> Completion | None:
         """The cached completion for a request hash, if any."""
+        row = self._unwritten.get(key)
+        if row is not None:
+            self.hits += 1
+            return Completion(row[2], row[3], Usage(row[4], row[5]))
         row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses "
                               "WHERE request_hash = ?", (key,)).fetchone()
         if row is None:
@@ -57,29 +68,72 @@ class RequestCache:
         return Completion(row[0], row[1], Usage(row[2], row[3]))
 
     def put(self, key: str, model: str, completion: Completion) -> None:
-        """Store (or replace) a completion; a cache that cannot be written (disk full, locked) is a one-line error."""
+        """Store (or replace) a completion.
+
+        Inside an event loop, the puts of one loop iteration are written together in one transaction at its
+        end (so a crash loses at most the answers of that instant); elsewhere every `batch_size` entries or
+        `flush_seconds`, whichever comes first, and always on `flush` and `close`. A write that failed at the
+        end of an iteration (a full disk) is raised by the next put, in the unit that makes it.
+        """
+        if self._failure is not None:
+            raise self._failure
+        if not self._unwritten:
+            self._flushed = time.monotonic()
+            try:
+                asyncio.get_running_loop().call_soon(self._flush_later)
+            except RuntimeError:
+                pass  # no loop: the size and age rules below apply
+        self._unwritten[key] = (key, model, completion.text, completion.finish_reason,
+                                completion.usage.prompt_tokens, completion.usage.completion_tokens, time.time())
+        if len(self._unwritten) >= self.batch_size or time.monotonic() - self._flushed >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the completions put since the last flush, in one transaction.
+
+        A cache that cannot be written (a full disk, a lock held too long) is a one-line error.
+        """
+        if self._unwritten and self.db is not None:
+            try:
+                self.db.execute("BEGIN")
+                try:
+                    self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        list(self._unwritten.values()))
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise OutputError(f"cache: cannot write {self.path} ({exc})") from None
+            self._unwritten.clear()
+
+    def _flush_later(self) -> None:
+        """The end-of-iteration flush, run by the event loop, which would only log an error: keep it for `put`."""
         try:
-            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (key, model, completion.text, completion.finish_reason, completion.usage.prompt_tokens,
-                             completion.usage.completion_tokens, time.time()))
-        except sqlite3.OperationalError as exc:
-            raise OutputError(f"cache: cannot write {self.path} ({exc})") from None
+            self.flush()
+        except OutputError as exc:
+            self._failure = exc
 
     def __len__(self) -> int:
+        self.flush()
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def keys(self) -> Iterator[str]:
         """Every cached request hash."""
+        self.flush()
         return (row[0] for row in self.db.execute("SELECT request_hash FROM responses"))
 
     def stats(self) -> list[dict[str, Any]]:
         """Entries and token totals per model."""
+        self.flush()
         rows = self.db.execute("SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM responses "
                                "GROUP BY model ORDER BY model").fetchall()
         return [{"model": m, "entries": n, "prompt_tokens": p or 0, "completion_tokens": c or 0} for m, n, p, c in rows]
 
     def clear(self, model: str | None = None) -> int:
         """Delete every entry (or one model's); return how many went."""
+        self.flush()
         where, args = ("WHERE model = ?", (model,)) if model else ("", ())
         with self.db:
             count = self.db.execute(f"DELETE FROM responses {where}", args).rowcount
@@ -88,6 +142,7 @@ class RequestCache:
 
     def export(self, path: Path) -> int:
         """Write every entry as JSONL (request_hash, model, text, finish_reason, usage); return the count."""
+        self.flush()
         count = 0
         with path.open("w", encoding="utf-8") as handle:
             for key, model, text, finish, prompt, completion in self.db.execute(
@@ -100,5 +155,7 @@ class RequestCache:
         return count
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is unwritten, then close the database."""
+        self.flush()
         self.db.close()
+        self.db = None  # type: ignore[assignment]

@@ -21,6 +21,7 @@ from lcsynth.errors import BackendError, ConfigError, InputError, OutputError, P
 from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
+from lcsynth.prefetch import Prefetched
 from lcsynth.progress import RunProgress
 from lcsynth.redaction import watch_variable
 from lcsynth.report import write_report
@@ -123,7 +124,7 @@ def next_attempts(recipe: Recipe, reasons: list[str]) -> dict[str, int]:
     return attempts
 
 
-def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, stats: dict[str, int],
+def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
                      store: TokenStore | None = None) -> Iterator[tuple[Document, Reject | None]]:
     """Stream the corpus, fitting each document into `token_limit` tokens or saying why it is skipped.
 
@@ -133,7 +134,6 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, stats: 
     for read, doc in enumerate(iter_documents(recipe.corpus)):
         if recipe.limits.max_documents is not None and read >= recipe.limits.max_documents:
             return
-        stats["documents_read"] += 1
         if doc.oversized:
             yield doc, Reject("document_too_large", f"{doc.oversized} bytes > corpus.max_document_bytes "
                                                     f"{recipe.corpus.max_document_bytes}; passed over unread")
@@ -151,11 +151,20 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, stats: 
         if kept < total and overflow == "skip":
             yield doc, Reject("document_too_long", f"{total} tokens > limit {token_limit}")
             continue
-        stats["documents_truncated"] += kept < total
-        stats["document_tokens"] += kept
         meta = {**doc.meta, "tokens": kept, "original_tokens": total, "truncated": kept < total,
                 "token_spans": kept_spans(kept, total, how)}
         yield replace(doc, text=text, meta=meta), None
+
+
+def counted_documents(docs: Iterator[tuple[Document, Reject | None]],
+                      stats: dict[str, int]) -> Iterator[tuple[Document, Reject | None]]:
+    """Pass documents through, counting those the run takes (read, truncated, tokens kept) in `stats`."""
+    for doc, skip in docs:
+        stats["documents_read"] += 1
+        if skip is None:
+            stats["documents_truncated"] += doc.meta["truncated"]
+            stats["document_tokens"] += doc.meta["tokens"]
+        yield doc, skip
 
 
 def kept_spans(kept: int, total: int, how: str) -> list[list[int]]:
@@ -285,6 +294,8 @@ class UnitRunner:
         state = {"recipe_hash": self.recipe_hash, "next_unit": self.next_to_commit, "units": self.units,
                  "pending": self.pending, "usage": asdict(self.usage) | {"in_flight": 0},
                  "writer": self.writer.snapshot()}
+        if self.ctx.cache is not None:
+            self.ctx.cache.flush()  # requests of units after the checkpoint are kept for the rerun
         write_json(self.writer.run_dir / CHECKPOINT, state)
         self._checkpointed = time.monotonic()
         self.timeline.sample(sum(self.writer.rows.values()), sum(self.writer.rejects.values()), force=final)
@@ -332,8 +343,19 @@ class UnitRunner:
             self.checkpoint()
 
     async def run(self, units: Iterator[Unit]) -> None:
-        """Drain `units`, keeping at most `concurrency` in flight, until done or max_records is reached."""
+        """Drain `units`, keeping at most `concurrency` in flight, until done or max_records is reached.
+
+        Finished tasks report through a callback (not `asyncio.wait` over every pending task, which costs
+        time in proportion to the number in flight on each wake-up).
+        """
         pending: set[asyncio.Task] = set()
+        finished: list[asyncio.Task] = []
+        woken = asyncio.Event()
+
+        def on_done(task: asyncio.Task) -> None:
+            finished.append(task)
+            woken.set()
+
         exhausted = False
         try:
             while not self._full():
@@ -347,12 +369,17 @@ class UnitRunner:
                         self.done[unit.index] = (unit, unit.skip, None)
                         self._commit_ready()
                     else:
-                        pending.add(asyncio.create_task(self._run_one(unit)))
+                        task = asyncio.create_task(self._run_one(unit))
+                        task.add_done_callback(on_done)
+                        pending.add(task)
                 if not pending:
                     self._commit_ready()
                     break
-                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                errors = [t.exception() for t in finished if not t.cancelled() and t.exception() is not None]
+                await woken.wait()
+                woken.clear()
+                batch, finished[:] = finished[:], []
+                pending.difference_update(batch)
+                errors = [t.exception() for t in batch if not t.cancelled() and t.exception() is not None]
                 if errors:  # a bug in a method surfaces here instead of vanishing
                     raise errors[0]
                 self._commit_ready()
@@ -429,7 +456,7 @@ async def _run_recipe(recipe: Recipe, methods: list[Method], state: dict[str, An
     try:
         check_scoring(recipe.filters, backend)
         await backend.start()
-        backend_ready = time.time()
+        backend_ready, cpu_ready = time.time(), time.process_time()
         counters = RunCounters()
         ctx = MethodContext(backend, recipe.templates, counters, cache)
         writer = RunWriter(run_dir, recipe.output.shard_rows, state["writer"] if state else None)
@@ -440,14 +467,17 @@ async def _run_recipe(recipe: Recipe, methods: list[Method], state: dict[str, An
         for method in methods:
             for key, reject in await method.prepare(ctx, run_dir):
                 writer.write_reject(key, reject.reason, reject.detail, reject.raw, reject.request_hash)
-        docs = fitted_documents(recipe, backend, ctx.document_limit, stats, ctx.store)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
+        docs = Prefetched(fitted_documents(recipe, backend, ctx.document_limit, ctx.store), depth=2 * concurrency)
         total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
                                                                                    for m in methods)
         with RunProgress(counters, stats, show_progress, total or None, recipe.backend.price) as progress:
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             runner.attempts = attempts or {}
-            await runner.run(plan_units(docs, methods, ctx))
+            try:
+                await runner.run(plan_units(counted_documents(docs, stats), methods, ctx))
+            finally:
+                docs.close()
         if not stats["documents_read"] and not runner.units:
             raise InputError(f"corpus: no documents in {recipe.corpus.path or recipe.corpus.type}; nothing to do")
         runner.checkpoint(final=True)
@@ -461,7 +491,7 @@ async def _run_recipe(recipe: Recipe, methods: list[Method], state: dict[str, An
         await backend.aclose()
         if cache is not None:
             cache.close()
-    generating = time.time() - backend_ready
+    generating, generating_cpu = time.time() - backend_ready, time.process_time() - cpu_ready
     manifest = build_manifest(recipe, backend.model_id, stats, runner.usage, runner.units, writer, files)
     manifest["counts"]["pending"] = runner.pending
     write_json(run_dir / "manifest.json", manifest)
@@ -473,6 +503,7 @@ async def _run_recipe(recipe: Recipe, methods: list[Method], state: dict[str, An
         "cache_hits": counters.cache_hits,
         "retries": getattr(backend, "retries", 0),
         "generation_seconds": round(generating, 3),
+        "generation_cpu_seconds": round(generating_cpu, 3),  # this process, all threads
         "requests_per_second": round(counters.requests / generating, 3) if generating else None,
         "completion_tokens_per_second": round(counters.completion_tokens / generating, 1) if generating else None,
     }

@@ -33,16 +33,27 @@ class RunProgress:
             console=Console(stderr=True), disable=not enabled, transient=False,
         )
         self._task = self._progress.add_task("starting", total=total_units)
+        self._drawn = 0.0
+        self._last: tuple[Any, int] | None = None
 
     def __enter__(self) -> RunProgress:
         self._progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._last is not None:
+            self._draw(*self._last)
         self._progress.stop()
 
     def update(self, writer: Any, units: int) -> None:
-        """Redraw from the writer's counts and the live counters."""
+        """Redraw from the writer's counts and the live counters, at most ten times a second."""
+        self._last = (writer, units)
+        now = time.monotonic()
+        if now - self._drawn >= 0.1:
+            self._drawn = now
+            self._draw(writer, units)
+
+    def _draw(self, writer: Any, units: int) -> None:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rows = sum(writer.rows.values())
         top = ", ".join(f"{reason} {n}" for reason, n in writer.rejects.most_common(2))

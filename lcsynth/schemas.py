@@ -3,36 +3,28 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import regex
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
 from lcsynth.errors import ConfigError
+from lcsynth.fastcheck import PATTERN_SECONDS, Check, compile_check, search_bounded
 from lcsynth.paths import data_dir
-
-# Model output is matched against a schema's patterns: one that backtracks without end must not stall the run.
-PATTERN_SECONDS = 1.0
 
 
 def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
-    """The `pattern` keyword, matched with a time limit (the `regex` module); too slow a match fails validation."""
+    """The `pattern` keyword, matched with a time limit (see `search_bounded`); too slow a match fails validation."""
     if not validator.is_type(instance, "string"):
         return
-    try:
-        matched = regex.search(pattern, instance, timeout=PATTERN_SECONDS)
-    except TimeoutError:
+    matched = search_bounded(pattern, instance)
+    if matched is None:
         yield ValidationError(f"matching {pattern!r} took over {PATTERN_SECONDS:g} s (the pattern backtracks "
                               "too much for this value)")
-        return
-    except regex.error:  # a pattern Python's re accepts but regex does not
-        matched = re.search(pattern, instance)
-    if matched is None:
+    elif not matched:
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -79,15 +71,37 @@ def check_schema(schema: Any, where: str) -> None:
         raise ConfigError(f"{where}: the schema cannot be used ({type(exc).__name__}: {exc})") from None
 
 
+Validators = tuple[Draft202012Validator, Check | None]
+
+
 @cache
-def _validator(name_or_path: str) -> Any:
-    return SchemaValidator(load_schema(name_or_path))
+def _validator(name_or_path: str) -> Validators:
+    schema = load_schema(name_or_path)
+    return SchemaValidator(schema), compile_check(schema)
+
+
+_inline_validators: dict[int, tuple[dict[str, Any], Validators]] = {}
+
+
+def _inline_validator(schema: dict[str, Any]) -> Validators:
+    """Validators per schema object, reused while that object lives (templates keep theirs)."""
+    entry = _inline_validators.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        if len(_inline_validators) > 256:
+            _inline_validators.clear()
+        entry = _inline_validators[id(schema)] = (schema, (SchemaValidator(schema), compile_check(schema)))
+    return entry[1]
 
 
 def validation_error(instance: Any, schema: str | dict[str, Any]) -> str | None:
-    """Return None if `instance` is valid, else one line naming the failing path and rule."""
-    validator = SchemaValidator(schema) if isinstance(schema, dict) else _validator(schema)
+    """Return None if `instance` is valid, else one line naming the failing path and rule.
+
+    The compiled fast check accepts most valid instances on its own; jsonschema decides the rest.
+    """
+    validator, fast = _inline_validator(schema) if isinstance(schema, dict) else _validator(schema)
     try:
+        if fast is not None and fast(instance):
+            return None
         error = best_match(validator.iter_errors(instance))
     except RecursionError:
         return "(root): the value nests deeper than the schema can be checked (a $ref that recurses?)"

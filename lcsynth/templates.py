@@ -14,7 +14,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from lcsynth.backends.base import Request
 from lcsynth.config import format_validation_error
@@ -70,6 +70,7 @@ class PromptTemplate(BaseModel):
     parse: Literal["text", "json", "regex"] = "text"
     pattern: str | None = None
     path: str = ""
+    _schema_checked: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _check_shape(self) -> PromptTemplate:
@@ -91,7 +92,9 @@ class PromptTemplate(BaseModel):
         if self.response_schema is None:
             return None
         if isinstance(self.response_schema, dict):
-            check_schema(self.response_schema, f"{self.path or self.name}: response_schema")
+            if not self._schema_checked:  # checking a schema costs more than using it: once per template
+                check_schema(self.response_schema, f"{self.path or self.name}: response_schema")
+                self._schema_checked = True
             return self.response_schema
         beside = Path(self.path).parent / self.response_schema if self.path else None
         return load_schema(str(beside) if beside and beside.is_file() else self.response_schema)

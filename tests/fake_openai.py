@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible server on 127.0.0.1 for fault and concurrency tests (a fake, bounded).
 
 Each request takes the next action from `script` (then `default`): ("ok", text), ("status", code, headers),
-or ("hang", seconds). It records arrivals and the most requests it ever held at once.
+("raw", body bytes) or ("hang", seconds). It records arrivals and the most requests it ever held at once.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class FakeOpenAI:
             if action[0] == "status":
                 return web.json_response({"error": {"message": f"injected {action[1]}"}}, status=action[1],
                                          headers=action[2] if len(action) > 2 else None)
+            if action[0] == "raw":  # a 200 reply whose body is exactly these bytes (garbled on purpose)
+                return web.Response(body=action[1], content_type="application/json")
             if action[0] == "hang":
                 await asyncio.sleep(action[1])
             text = action[1] if action[0] == "ok" else "late"

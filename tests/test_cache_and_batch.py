@@ -170,3 +170,45 @@ def test_cache_command_line_stats_export_clear(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "lcsynth.cli", "cache", "stats", "--path", "nope.sqlite"],
                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.strip().startswith("error: nope.sqlite: no cache file here")
+
+
+def _rows_on_disk(path):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_puts_in_one_loop_iteration_are_written_together_at_its_end(tmp_path):
+    from lcsynth.backends.base import Completion, Usage
+
+    cache = RequestCache(tmp_path / "c.sqlite")
+    answer = Completion("x", "stop", Usage(1, 1))
+
+    async def burst():
+        for i in range(5):
+            cache.put(f"k{i}", "m", answer)
+        assert _rows_on_disk(tmp_path / "c.sqlite") == 0  # not yet: still the same loop iteration
+        assert cache.get("k3") == answer  # but readable at once
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return _rows_on_disk(tmp_path / "c.sqlite")
+
+    assert asyncio.run(burst()) == 5
+    cache.close()
+
+
+def test_puts_outside_a_loop_are_written_by_size_age_and_close(tmp_path):
+    from lcsynth.backends.base import Completion, Usage
+
+    cache = RequestCache(tmp_path / "c.sqlite")
+    cache.batch_size, cache.flush_seconds = 3, 3600
+    for i in range(7):
+        cache.put(f"k{i}", "m", Completion(str(i), "stop", Usage()))
+    assert _rows_on_disk(tmp_path / "c.sqlite") == 6  # two full batches
+    assert len(cache) == 7 and cache.get("k6").text == "6"
+    cache.put("k7", "m", Completion("7", "stop", Usage()))
+    cache.close()
+    assert _rows_on_disk(tmp_path / "c.sqlite") == 8
+    assert sqlite3.connect(tmp_path / "c.sqlite").execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -104,8 +104,9 @@ def test_a_dead_endpoint_stops_the_run_soon_and_the_rerun_goes_on(tmp_path):
             spec.backend.base_url = server.url
             return await run_recipe(spec, show_progress=False)
 
-    with pytest.raises(BackendError, match=rf"^backend: {limit} units in a row failed after every retry "
-                                           r"\(last: HTTP 503: injected status_503\); the endpoint looks down"):
+    stopped = (rf"^backend: {limit} units in a row failed after every retry \(last: HTTP 503 after {retries} retries: "
+               r"injected status_503\); the endpoint looks down")
+    with pytest.raises(BackendError, match=stopped):
         asyncio.run(run_against(dead))
     # Only units already started asked anything (within their retries; those in flight at the stop were cut short).
     assert len(dead.arrivals) < limit + in_flight and max(dead.arrivals.values()) == retries + 1

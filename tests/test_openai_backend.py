@@ -63,6 +63,10 @@ def test_transient_failures_are_retried_until_success():
     ({"default": ("status", 400)}, {}, "request_rejected", 1),
     ({"default": ("status", 500)}, {"max_retries": 2}, "backend_error", 3),
     ({"default": ("hang", 3)}, {"max_retries": 1, "timeout": 0.3}, "backend_error", 2),
+    ({"default": ("raw", b'{"choices": [{"message": {"content": "cut')}, {"max_retries": 2, "retry_backoff": 0.01},
+     "backend_error", 3),
+    ({"default": ("raw", b'{"error": "no choices here"}')}, {"max_retries": 1, "retry_backoff": 0.01},
+     "backend_error", 2),
 ])
 def test_failures_become_rejects_after_bounded_retries(server, options, reason, arrivals):
     async def test(fake):
@@ -76,6 +80,32 @@ def test_failures_become_rejects_after_bounded_retries(server, options, reason, 
 
     reject, seen = with_server(test, **server)
     assert reject.reason == reason and seen == arrivals
+
+
+def test_a_garbled_reply_is_retried_and_a_good_one_then_used():
+    async def test(fake):
+        backend = backend_for(fake.url, retry_backoff=0.01)
+        try:
+            return await backend.complete(CHAT), backend.retries
+        finally:
+            await backend.aclose()
+
+    completion, retries = with_server(test, script=[("raw", b"{not json"), ("status", 503)], default=("ok", "fine"))
+    assert completion.text == "fine" and retries == 2
+
+
+def test_retry_after_header_of_the_endpoint_sets_the_wait():
+    async def test(fake):
+        backend = backend_for(fake.url, retry_backoff=30)  # the backoff alone would wait far longer
+        started = asyncio.get_running_loop().time()
+        try:
+            await backend.complete(CHAT)
+        finally:
+            await backend.aclose()
+        return asyncio.get_running_loop().time() - started
+
+    waited = with_server(test, script=[("status", 429, {"Retry-After": "0.3"})], default=("ok", "fine"))
+    assert 0.3 <= waited < 20
 
 
 def test_auth_failure_stops_the_run():

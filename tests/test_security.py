@@ -48,7 +48,7 @@ def test_keys_and_tokens_reach_request_headers_and_nothing_else(hub, tmp_path, m
     finally:
         server.stop()
     assert refused.returncode == 2 and re.fullmatch(
-        r"error: http://127\.0\.0\.1:\d+/v1/ answered 401: Incorrect API key provided: <redacted>\n", refused.stderr)
+        r"error: http://127\.0\.0\.1:\d+/v1 answered 401: Incorrect API key provided: <redacted>\n", refused.stderr)
 
     # The key went where it belongs, and the careless server did quote it back (so the scrubbing was tested).
     assert f"Bearer {KEY}" in server.auth_headers and f"Bearer {HF_SECRET}" in hub.auth_headers

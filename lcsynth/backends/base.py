@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 from lcsynth.chat import ChatTemplate
@@ -44,7 +44,7 @@ class Request:
 
     def digest(self, model_id: str) -> str:
         """A stable hash of this request for `model_id`: the cache key and the id in rejects."""
-        payload = {"model": model_id, **asdict(self)}
+        payload = {"model": model_id, **{f.name: getattr(self, f.name) for f in fields(self)}}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return f"{REQUEST_HASH_VERSION}:{hashlib.sha256(canonical.encode()).hexdigest()}"
 

@@ -6,11 +6,13 @@ import asyncio
 import email.utils
 import json
 import os
+import random
 import time
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from lcsynth import __version__
 from lcsynth.backends.base import Completion, Request, Usage
 from lcsynth.backends.limits import MinuteRateLimiter
 from lcsynth.chat import ChatTemplate, context_length_from_metadata, template_for_tokenizer
@@ -20,51 +22,81 @@ from lcsynth.tokens import Tokenizer, load_tokenizer
 
 RETRY_STATUS = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
+STOP_STATUS = {401: "refused the API key", 403: "refused access", 404: "does not know this path or model"}
 
 
-class MalformedResponse(Exception):
-    """A 200 whose body is no completion (cut short, not JSON, no choices): a transport fault, worth a retry."""
+class EndpointStatus(Exception):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, status_code: int, headers: Any, message: str) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code, self.headers, self.message = status_code, headers, message
+
+
+class EndpointFault(Exception):
+    """No usable answer arrived: the connection failed or dropped, timed out, or the reply was not JSON."""
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Timeouts, dropped connections, malformed bodies, 429, 408, 409 and 5xx are worth another try; not other 4xx."""
+    """Timeouts, dropped connections, garbled replies, 429, 408, 409 and 5xx are worth another try."""
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, MalformedResponse)):
+    if isinstance(exc, (EndpointFault, openai.APITimeoutError, openai.APIConnectionError)):
         return True
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, (EndpointStatus, openai.APIStatusError)):
         return exc.status_code in RETRY_STATUS or exc.status_code >= 500
     return False
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     """The server's Retry-After (seconds or an HTTP date), capped; None when it sent none."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
+    headers = getattr(exc, "headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = response.headers if response is not None else None
+    value = headers.get("retry-after") if headers is not None else None
     if not value:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
         seconds = parsed.timestamp() - time.time() if parsed else 0.0
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 class RetryAfterOrBackoff:
-    """tenacity wait: honour Retry-After when the server sends it, else exponential backoff with jitter."""
+    """tenacity wait: honour Retry-After when the server sends it, else exponential backoff with jitter.
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
-        self._backoff = wait_exponential(multiplier=base, max=cap) + wait_random(0, base)
+    `offset` shifts the attempt count, for retries that continue after a first attempt made elsewhere.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, offset: int = 0) -> None:
+        self.base, self.cap, self.offset = base, cap, offset
+
+    def seconds(self, exc: BaseException | None, attempt: int) -> float:
+        """The wait after failed attempt number `attempt` (1-based) that raised `exc`."""
+        hinted = retry_after_seconds(exc)
+        if hinted is not None:
+            return hinted
+        return min(self.cap, self.base * 2 ** (attempt - 1)) + random.uniform(0, self.base)
 
     def __call__(self, retry_state: Any) -> float:
         """Seconds to wait before the next attempt."""
-        hinted = retry_after_seconds(retry_state.outcome.exception() if retry_state.outcome else None)
-        return hinted if hinted is not None else self._backoff(retry_state)
+        outcome = retry_state.outcome.exception() if retry_state.outcome else None
+        return self.seconds(outcome, retry_state.attempt_number + self.offset)
 
 
 class OpenAIBackend:
-    """Chat requests go to /chat/completions, raw prompts to /completions; both retried and rate limited."""
+    """Chat requests go to /chat/completions, raw prompts to /completions; both retried and rate limited.
+
+    Generation requests are posted with aiohttp directly (one pooled session): the `openai` SDK's
+    per-request work costs more CPU than everything else lcsynth does per request. The SDK still serves
+    the rare calls (`/models` at start, prompt log-probs for scoring), with its error classes.
+    """
 
     def __init__(self, spec: BackendSpec) -> None:
         import openai
@@ -86,10 +118,19 @@ class OpenAIBackend:
         self.retries = 0
         self._limiter = MinuteRateLimiter(spec.requests_per_minute, spec.tokens_per_minute)
         self._slots: asyncio.Semaphore | None = None
+        self._wait = RetryAfterOrBackoff(spec.retry_backoff, spec.retry_backoff_max)
+        api_key = self._api_key(spec)
         self.client = openai.AsyncOpenAI(
-            base_url=spec.base_url, api_key=self._api_key(spec), timeout=spec.timeout, max_retries=0,
+            base_url=spec.base_url, api_key=api_key, timeout=spec.timeout, max_retries=0,
             http_client=openai.DefaultAioHttpClient(timeout=spec.timeout),
         )
+        self._base = str(self.client.base_url).rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                         "Accept": "application/json", "User-Agent": f"lcsynth/{__version__}"}
+        for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+            if os.environ.get(variable):
+                self._headers[header] = os.environ[variable]
+        self._session: Any = None
 
     @staticmethod
     def _api_key(spec: BackendSpec) -> str:
@@ -129,25 +170,49 @@ class OpenAIBackend:
         """The endpoint path and JSON body of a request, as sent (and as written to batch files)."""
         return openai_body(request, self.spec.model or "", self.spec.structured_output, self.spec.options)
 
+    def _open_session(self) -> Any:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=self.max_concurrency, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                              timeout=aiohttp.ClientTimeout(total=self.spec.timeout))
+        return self._session
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` as JSON to the endpoint and return the decoded reply; failures as Endpoint* errors."""
+        import aiohttp
+
+        session = self._session or self._open_session()
+        try:
+            async with session.post(self._base + path.removeprefix("/v1"), data=json.dumps(body)) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+        except asyncio.TimeoutError:
+            raise EndpointFault(f"no answer within backend.timeout={self.spec.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise EndpointFault(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if status >= 400:
+            raise EndpointStatus(status, headers, _reply_message(raw))
+        try:
+            reply = json.loads(raw)
+            choice = reply["choices"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise EndpointFault(f"the reply is not a completion: {raw[:120]!r}") from None
+        if not isinstance(choice, dict):
+            raise EndpointFault(f"the reply is not a completion: {raw[:120]!r}")
+        return reply
+
     async def _send(self, request: Request) -> Completion:
         path, body = self.request_body(request)
-        known = {k: body.pop(k) for k in list(body) if k in _SDK_ARGUMENTS}
-        try:
-            if path == "/v1/completions":
-                response = await self.client.completions.create(**known, extra_body=body or None)
-                choice, text = response.choices[0], response.choices[0].text
-            else:
-                response = await self.client.chat.completions.create(**known, extra_body=body or None)
-                choice = response.choices[0]
-                text = choice.message.content or ""
-        except (json.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:  # body cut short, no choices
-            raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
-        usage = response.usage
-        return Completion(text, choice.finish_reason or "stop",
-                          Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage())
-
-    def _count_retry(self, retry_state: Any) -> None:
-        self.retries += 1
+        reply = await self._post(path, body)
+        choice = reply["choices"][0]
+        if path == "/v1/completions":
+            text = choice.get("text") or ""
+        else:
+            text = (choice.get("message") or {}).get("content") or ""
+        usage = reply.get("usage") or {}
+        return Completion(text, choice.get("finish_reason") or "stop",
+                          Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0))
 
     async def complete(self, request: Request) -> Completion:
         """Send with at most `max_concurrency` in flight, retrying transient failures; give up as a Reject."""
@@ -171,35 +236,59 @@ class OpenAIBackend:
                                "the context_gain filter needs a server that does (vLLM, SGLang, TGI)")
         return [float(v) for v in values[start:len(tokens)]]
 
-    async def _call(self, send: Any, *args: Any, tokens: int) -> Any:
-        """Run `send(*args)` under the concurrency and rate limits with retries; map failures to errors."""
-        import openai
+    def _count_retry(self, retry_state: Any) -> None:
+        self.retries += 1
 
+    async def _call(self, send: Any, *args: Any, tokens: int) -> Any:
+        """Run `send(*args)` under the concurrency and rate limits with retries; map failures to errors.
+
+        The first attempt runs without tenacity (most requests need no other); a transient failure
+        hands the remaining attempts to it.
+        """
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
         async with self._slots:
             await self._limiter.acquire(tokens)
+            try:
+                return await send(*args)
+            except Exception as exc:  # noqa: BLE001 - sorted out below
+                if not is_retryable(exc) or self.spec.max_retries == 0:
+                    raise self._failure(exc) from None
+                first = exc
+            self.retries += 1
+            await asyncio.sleep(self._wait.seconds(first, 1))
             retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.spec.max_retries + 1),
-                wait=RetryAfterOrBackoff(self.spec.retry_backoff, self.spec.retry_backoff_max),
+                stop=stop_after_attempt(self.spec.max_retries),
+                wait=RetryAfterOrBackoff(self.spec.retry_backoff, self.spec.retry_backoff_max, offset=1),
                 retry=retry_if_exception(is_retryable), before_sleep=self._count_retry, reraise=True,
             )
             try:
                 return await retrying(send, *args)
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-                raise BackendError(f"{self.client.base_url} answered {exc.status_code}: {_message(exc)}") from None
-            except openai.APIStatusError as exc:
-                reason = "backend_error" if is_retryable(exc) else "request_rejected"
-                raise Reject(reason, f"HTTP {exc.status_code}: {_message(exc)}") from None
-            except (openai.APITimeoutError, openai.APIConnectionError, MalformedResponse) as exc:
-                raise Reject("backend_error", f"{type(exc).__name__} after {self.spec.max_retries} retries") from None
+            except Exception as exc:  # noqa: BLE001 - sorted out by _failure
+                raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What a failed request becomes: BackendError stops the run, Reject drops the unit with its reason."""
+        import openai
+
+        retries = f" after {self.spec.max_retries} retries" if is_retryable(exc) else ""
+        if isinstance(exc, (EndpointStatus, openai.APIStatusError)):
+            message = exc.message if isinstance(exc, EndpointStatus) else _message(exc)
+            if exc.status_code in STOP_STATUS:
+                return BackendError(f"{self._base} answered {exc.status_code}: {message}")
+            reason = "backend_error" if is_retryable(exc) else "request_rejected"
+            return Reject(reason, f"HTTP {exc.status_code}{retries}: {message}")
+        if isinstance(exc, EndpointFault):
+            return Reject("backend_error", f"{exc}{retries}")
+        if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+            return Reject("backend_error", f"{type(exc).__name__}{retries}")
+        return exc
 
     async def aclose(self) -> None:
-        """Close the HTTP client."""
+        """Close the HTTP session and the SDK client."""
+        if self._session is not None:
+            await self._session.close()
         await self.client.close()
-
-
-_SDK_ARGUMENTS = {"model", "messages", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop"}
 
 
 def openai_body(request: Request, model: str, structured_output: str, options: dict[str, Any]) -> tuple[str, dict]:
@@ -222,6 +311,18 @@ def openai_body(request: Request, model: str, structured_output: str, options: d
     elif schema is not None and structured_output == "json_schema":
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return ("/v1/chat/completions" if chat else "/v1/completions"), body
+
+
+def _reply_message(raw: bytes) -> str:
+    """The error message in an error reply's body (OpenAI's `{"error": {"message": ...}}` or plain text)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw[:300].decode("utf-8", errors="replace").strip() or "(empty reply)"
+    inner = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(inner, dict) and inner.get("message"):
+        return str(inner["message"])[:300]
+    return str(inner)[:300]
 
 
 def _message(exc: Any) -> str:
