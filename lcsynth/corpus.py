@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lcsynth.config import CorpusSpec
 from lcsynth.errors import ConfigError, InputError
@@ -75,13 +75,10 @@ def jsonl_lines(file: Path, max_bytes: int | None = None) -> Iterator[tuple[int,
     """
     with file.open("rb") as handle:
         number = 0
-        while raw := handle.readline(-1 if max_bytes is None else max_bytes + 1):
+        while raw := read_line(handle, max_bytes):
             number += 1
-            if max_bytes is not None and len(raw) > max_bytes and not raw.endswith(b"\n"):
-                size = len(raw)
-                while not raw.endswith(b"\n") and (raw := handle.readline(1 << 20)):
-                    size += len(raw)
-                yield number, size
+            if isinstance(raw, int):
+                yield number, raw
                 continue
             try:
                 line = raw.decode("utf-8")
@@ -91,6 +88,26 @@ def jsonl_lines(file: Path, max_bytes: int | None = None) -> Iterator[tuple[int,
             del raw  # only the text is kept while the line is parsed
             if line.strip():
                 yield number, line
+
+
+def read_line(handle: IO[bytes], max_bytes: int | None, block: int = 1 << 20) -> bytes | int:
+    """The next line (b"" at the end), or its size when it holds over `max_bytes` bytes.
+
+    The line is read in blocks; once it is over the limit its blocks are no longer kept, so a line of any
+    length costs at most `max_bytes` of memory.
+    """
+    if max_bytes is None:
+        return handle.readline()
+    pieces: list[bytes] = []
+    size, ended = 0, False
+    while not ended and (piece := handle.readline(block)):
+        size += len(piece)
+        ended = piece.endswith(b"\n")
+        if size - ended > max_bytes:
+            pieces.clear()
+        else:
+            pieces.append(piece)
+    return size if size - ended > max_bytes else b"".join(pieces)
 
 
 def parse_jsonl_line(file: Path, number: int, line: str) -> dict[str, Any]:

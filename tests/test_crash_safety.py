@@ -155,7 +155,7 @@ def test_kill_9_during_push_commits_whole_or_nothing_and_the_rerun_commits_once(
 
 
 def test_a_second_run_on_the_same_folder_is_refused_and_a_dead_runs_lock_is_not(tmp_path):
-    server = FakeOpenAI(default=("ok", None), responder=answer, delay=0.05).start_in_thread()
+    server = FakeOpenAI(default=("ok", None), responder=answer, delay=0.2).start_in_thread()  # a run of 6 s or more
     try:
         write_corpus(tmp_path, [doc_text(i) for i in range(60)])
         write_recipe(tmp_path, server.url, backend={"max_concurrency": 2}, limits={"max_in_flight": 2})

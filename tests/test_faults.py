@@ -75,11 +75,11 @@ def check_fault_run(tmp_path, units: int, rate: float) -> None:
     assert server.retries_seen <= summary.timings["retries"] <= MAX_RETRIES * len(server.arrivals)
     # Content faults are answers: re-asked with a new seed, not re-sent (a re-sent body would be a transport retry).
     assert server.injected.keys() >= set(CONTENT_FAULTS)
-    # The cache is whole and holds exactly the answers the server completed.
+    # The cache is whole and holds answers the server completed (one per row at least; none a fault cut short).
     with sqlite3.connect(tmp_path / "out" / "cache.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-    assert cached == len(server.answered)
+    assert len(rows) <= cached <= len(server.answered)
 
 
 def test_a_thousand_requests_through_a_fifth_of_faults_lose_and_repeat_nothing(tmp_path):
