@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from lcsynth.redaction import scrub
+from lcsynth.card import redact
+from lcsynth.redaction import known_secrets
 from lcsynth.schemas import validation_error
 
 REJECTS = "rejects.jsonl"
@@ -50,6 +51,8 @@ class RunWriter:
         self._shards: dict[str, list[int]] = {k: list(v) for k, v in snapshot.get("shards", {}).items()}
         self._files: dict[str, IO[str]] = {}
         self._hashes: dict[str, Any] = {}
+        secrets = known_secrets()  # read once: the environment does not change during a run
+        self._scrub = lambda text: redact(text, secrets)
         if snapshot:
             self._discard_after(snapshot)
         for name, length in snapshot.get("files", {}).items():
@@ -110,7 +113,7 @@ class RunWriter:
     def write_reject(self, unit: dict[str, Any], reason: str, detail: str = "", raw: str | None = None,
                      request_hash: str | None = None) -> None:
         """Record why a unit (or a whole document) produced nothing; credentials in the detail or raw text go."""
-        detail, raw = scrub(detail), scrub(raw) if raw else raw  # a server may quote the client's key back
+        detail, raw = self._scrub(detail), self._scrub(raw) if raw else raw  # a server may quote the key back
         self._write(REJECTS, {**unit, "reason": reason, "detail": detail, "raw": raw, "request_hash": request_hash})
         self.rejects[reason] += 1
 
