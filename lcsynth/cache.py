@@ -18,7 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from lcsynth.backends.base import Completion, Usage
-from lcsynth.errors import InputError
+from lcsynth.errors import InputError, OutputError
 
 
 def _m001_responses(db: sqlite3.Connection) -> None:
@@ -49,6 +49,7 @@ class RequestCache:
         self.hits = 0
         self._unwritten: dict[str, tuple] = {}
         self._flushed = time.monotonic()
+        self._failure: OutputError | None = None
         try:
             if mode == "snapshot":
                 self.db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?immutable=1", uri=True,
@@ -97,12 +98,15 @@ class RequestCache:
 
         Inside an event loop, the puts of one loop iteration are written together in one transaction at its
         end (so a crash loses at most the answers of that instant); elsewhere every `batch_size` entries or
-        `flush_seconds`, whichever comes first, and always on `flush` and `close`.
+        `flush_seconds`, whichever comes first, and always on `flush` and `close`. A write that failed at the
+        end of an iteration (a full disk) is raised by the next put, in the unit that makes it.
         """
+        if self._failure is not None:
+            raise self._failure
         if not self._unwritten:
             self._flushed = time.monotonic()
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                asyncio.get_running_loop().call_soon(self._flush_later)
             except RuntimeError:
                 pass  # no loop: the size and age rules below apply
         self._unwritten[key] = (key, model, completion.text, completion.finish_reason,
@@ -111,17 +115,31 @@ class RequestCache:
             self.flush()
 
     def flush(self) -> None:
-        """Write the completions put since the last flush, in one transaction."""
+        """Write the completions put since the last flush, in one transaction.
+
+        A cache that cannot be written (a full disk, a lock held too long) is a one-line error.
+        """
         if self._unwritten and self.db is not None:
-            self.db.execute("BEGIN")
             try:
-                self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                    list(self._unwritten.values()))
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                self.db.execute("BEGIN")
+                try:
+                    self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        list(self._unwritten.values()))
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise OutputError(f"cache: cannot write {self.path} ({exc})") from None
             self._unwritten.clear()
+
+    def _flush_later(self) -> None:
+        """The end-of-iteration flush, run by the event loop, which would only log an error: keep it for `put`."""
+        try:
+            self.flush()
+        except OutputError as exc:
+            self._failure = exc
 
     def __len__(self) -> int:
         self.flush()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from lcsynth import __version__
 from lcsynth.cli_cache import app as cache_app
@@ -90,15 +90,17 @@ def generate(
         err.print(summary_table(summary.manifest, summary.timings))
     rows = ", ".join(f"{n} {kind}" for kind, n in summary.rows.items()) or "no rows"
     rejects = sum(summary.rejects.values())
+    waiting = batch_out is not None and summary.pending
+    if not summary.rows and not waiting:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(summary.rejects.items(), key=lambda i: -i[1]))
+        err.print(Text.assemble(("error", "red"), f": the run produced no rows (rejects: {reasons or 'none'}); "
+                                f"see {summary.run_dir / 'rejects.jsonl'}"), soft_wrap=True)
+        raise typer.Exit(3)
     err.print(f"[green]done[/]: {rows}, {rejects} rejects → {summary.run_dir}")
-    if batch_out is not None and summary.pending:
+    if waiting:
         err.print(f"{summary.pending} units wait on {summary.batch_requests} requests written to {batch_out}; "
                   f"after the batch job: lcsynth ingest {summary.run_dir} --batch-results RESULTS.jsonl, "
                   "then run this command again")
-        return
-    if not summary.rows:
-        err.print("[yellow]warning[/]: the run produced no rows; see rejects.jsonl for the reasons")
-        raise typer.Exit(3)
 
 
 def executor_options(executor: str, batch_out: Path | None, **ray_settings: Any) -> Any:
@@ -189,13 +191,17 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry: user errors become one line on stderr and exit status 2."""
+    """Console-script entry: user errors (and files that cannot be read or written) become one line, exit status 2."""
     try:
         app()
-    except LcsynthError as exc:
+    except (LcsynthError, OSError) as exc:
         if os.environ.get("LCSYNTH_DEBUG"):
             raise
-        err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)  # 'lcsynth[ray]' is no markup
+        from lcsynth.redaction import scrub
+
+        message = str(exc) if isinstance(exc, LcsynthError) else f"{exc.filename or 'I/O'}: {exc.strerror or exc}"
+        message = scrub(message)  # a server's error may quote the key it was given
+        err.print(Text.assemble(("error", "red"), f": {message}"), soft_wrap=True)  # the message is not markup
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")

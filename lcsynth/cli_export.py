@@ -28,12 +28,15 @@ def export(
 ) -> None:
     """Write a run's rows in a trainer's shape, one file per kind and split, and the length limits they need."""
     from lcsynth.errors import ConfigError
-    from lcsynth.export import export_run, parse_splits, trainer_settings
+    from lcsynth.export import export_run, parse_splits, run_kinds, trainer_settings
+    from lcsynth.runfolder import hold
 
     if to not in ("trl", "verl", "jsonl", "parquet"):
         raise ConfigError(f"--to: '{to}' is not one of trl, verl, jsonl, parquet")
+    run_kinds(run_dir)  # a folder that is no finished run fails before anything is written
     target = out_dir or run_dir / "export" / to
-    counts = export_run(run_dir, to, parse_splits(split), target)  # type: ignore[arg-type]
+    with hold(run_dir):  # no run rewrites the folder meanwhile, and no second export writes the same files
+        counts = export_run(run_dir, to, parse_splits(split), target)  # type: ignore[arg-type]
     for kind, splits in counts.items():
         out.print(f"{kind}: " + ", ".join(f"{name} {n}" for name, n in splits.items()) + f" → {target / kind}")
     for kind, limits in trainer_settings(run_dir).items():

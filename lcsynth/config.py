@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from lcsynth.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@?#]*@", re.I)
 
 
 def parse_token_count(value: Any) -> Any:
@@ -47,6 +48,8 @@ class CorpusSpec(StrictModel):
     id_field: str | None = "id"
     hf_args: dict[str, Any] = Field(default_factory=dict)
     min_chars: int = Field(default=0, ge=0)
+    # JSONL lines and text files longer than this are passed over unread and rejected (document_too_large).
+    max_document_bytes: Annotated[int | None, BeforeValidator(parse_token_count), Field(gt=0)] = 16 * 1024 * 1024
 
 
 class PriceSpec(StrictModel):
@@ -75,6 +78,14 @@ class BackendSpec(StrictModel):
     structured_output: Literal["json_schema", "json_object", "vllm", "none"] = "json_schema"
     price: PriceSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str | None) -> str | None:
+        if url and _URL_CREDENTIALS.match(url):
+            raise ValueError("the URL holds a user name or password, which would be written wherever the URL is "
+                             "(manifests, messages); give the key through api_key_env instead")
+        return url
 
 
 class ContextSpec(StrictModel):
@@ -119,6 +130,8 @@ class LimitsSpec(StrictModel):
     max_documents: int | None = Field(default=None, gt=0)
     max_records: int | None = Field(default=None, gt=0)
     max_in_flight: int = Field(default=16, gt=0)
+    # Units in a row (as they finish) whose requests failed after every retry: the endpoint is down, stop.
+    max_failures_in_a_row: int | None = Field(default=64, gt=0)
 
 
 class CardSpec(StrictModel):

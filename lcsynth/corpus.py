@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lcsynth.config import CorpusSpec
 from lcsynth.errors import ConfigError, InputError
@@ -14,11 +14,16 @@ from lcsynth.errors import ConfigError, InputError
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One long document: a stable id, its text, and where it came from."""
+    """One long document: a stable id, its text, and where it came from.
+
+    `oversized` is the size in bytes of a document over `corpus.max_document_bytes`, which is passed over unread
+    (its text is empty) and becomes a reject.
+    """
 
     id: str
     text: str
     meta: dict[str, Any] = field(default_factory=dict)
+    oversized: int = 0
 
 
 def _require_path(spec: CorpusSpec) -> Path:
@@ -47,27 +52,80 @@ def _is_plain(value: Any) -> bool:
 
 
 def read_jsonl(spec: CorpusSpec) -> Iterator[Document]:
-    """Stream a JSONL file (or every *.jsonl in a folder), one document per line."""
+    """Stream a JSONL file (or every *.jsonl in a folder), one document per line.
+
+    A line over `corpus.max_document_bytes` is passed over in blocks, never held whole, and yields an oversized
+    document named by its file and line.
+    """
     path = _require_path(spec)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     for file in files:
-        for number, row in jsonl_objects(file):
+        for number, line in jsonl_lines(file, spec.max_document_bytes):
+            if isinstance(line, int):
+                yield Document(f"{file.stem}:{number}", "", {"source": str(file)}, oversized=line)
+                continue
+            row = parse_jsonl_line(file, number, line)
             yield _make_document(row, spec, f"{file}:{number}", f"{file.stem}:{number}")
+
+
+def jsonl_lines(file: Path, max_bytes: int | None = None) -> Iterator[tuple[int, str | int]]:
+    """(line number, text) for each non-blank line, or (line number, size in bytes) for a line over `max_bytes`.
+
+    Lines are read as bytes and decoded one at a time, so a line that is not UTF-8 is named by its number.
+    """
+    with file.open("rb") as handle:
+        number = 0
+        while raw := read_line(handle, max_bytes):
+            number += 1
+            if isinstance(raw, int):
+                yield number, raw
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{file}:{number}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                                 "convert the file to UTF-8") from None
+            del raw  # only the text is kept while the line is parsed
+            if line.strip():
+                yield number, line
+
+
+def read_line(handle: IO[bytes], max_bytes: int | None, block: int = 1 << 20) -> bytes | int:
+    """The next line (b"" at the end), or its size when it holds over `max_bytes` bytes.
+
+    The line is read in blocks; once it is over the limit its blocks are no longer kept, so a line of any
+    length costs at most `max_bytes` of memory.
+    """
+    if max_bytes is None:
+        return handle.readline()
+    pieces: list[bytes] = []
+    size, ended = 0, False
+    while not ended and (piece := handle.readline(block)):
+        size += len(piece)
+        ended = piece.endswith(b"\n")
+        if size - ended > max_bytes:
+            pieces.clear()
+        else:
+            pieces.append(piece)
+    return size if size - ended > max_bytes else b"".join(pieces)
+
+
+def parse_jsonl_line(file: Path, number: int, line: str) -> dict[str, Any]:
+    """The JSON object on one line; anything else is a one-line error naming file and line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise InputError(f"{file}:{number}: expected a JSON object per line")
+    return row
 
 
 def jsonl_objects(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a bad line is a one-line error naming file and line."""
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{file}:{number}: expected a JSON object per line")
-            yield number, row
+    for number, line in jsonl_lines(file):
+        assert isinstance(line, str)
+        yield number, parse_jsonl_line(file, number, line)
 
 
 def read_parquet(spec: CorpusSpec) -> Iterator[Document]:
@@ -94,11 +152,15 @@ def read_text_dir(spec: CorpusSpec) -> Iterator[Document]:
     if not path.is_dir():
         raise InputError(f"corpus.path: {path} is not a folder (a 'text_dir' corpus reads *.txt and *.md in it)")
     for file in sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md") and p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        size = file.stat().st_size
+        if spec.max_document_bytes is not None and size > spec.max_document_bytes:
+            yield Document(rel, "", {"source": str(file)}, oversized=size)
+            continue
         try:
             text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"{file}: not UTF-8 text") from None
-        rel = file.relative_to(path).as_posix()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{file}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8") from None
         yield Document(rel, text, {"source": str(file)})
 
 

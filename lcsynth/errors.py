@@ -13,6 +13,10 @@ class InputError(LcsynthError):
     """A corpus, file or path the user gave cannot be read."""
 
 
+class OutputError(LcsynthError):
+    """An output folder or file cannot be written: in use by another run, not writable, or the disk is full."""
+
+
 class BackendError(LcsynthError):
     """A model backend cannot be created or failed for good."""
 

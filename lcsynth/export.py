@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +98,21 @@ def shaped(row: dict[str, Any], kind: str, fmt: Format, index: int, split: str) 
     return {**columns, "extra_info": {"split": split, "index": index, "meta": json.dumps(meta, ensure_ascii=False)}}
 
 
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` through a temporary file beside it, fsynced and renamed: readers see the old file or the new."""
+    partial = path.with_name(f".{path.name}.partial")
+    write(partial)
+    with partial.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write rows as JSON lines."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     """Write rows as one Parquet file (pyarrow infers the nested types)."""
     import pyarrow as pa
@@ -125,10 +141,9 @@ def export_run(run_dir: Path, fmt: Format, splits: dict[str, float] | None = Non
             if not rows:
                 continue
             if fmt == "jsonl":
-                with (folder / f"{split}.jsonl").open("w", encoding="utf-8") as handle:
-                    handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+                write_atomically(folder / f"{split}.jsonl", lambda path, rows=rows: write_jsonl(rows, path))
             else:
-                write_parquet(rows, folder / f"{split}.parquet")
+                write_atomically(folder / f"{split}.parquet", lambda path, rows=rows: write_parquet(rows, path))
         counts[kind] = {split: len(rows) for split, rows in by_split.items() if rows}
     return counts
 

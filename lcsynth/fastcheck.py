@@ -15,10 +15,30 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import regex
+
 Check = Callable[[Any], bool]
 
 ANNOTATIONS = {"$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "default",
                "examples", "format", "deprecated", "readOnly", "writeOnly", "contentMediaType"}
+
+
+# Model output is matched against a schema's patterns: one that backtracks without end must not stall the run.
+PATTERN_SECONDS = 1.0
+
+
+def search_bounded(pattern: str, text: str) -> bool | None:
+    r"""Whether `pattern` matches somewhere in `text`; None when matching took over PATTERN_SECONDS.
+
+    >>> search_bounded(r"\?$", "Why?"), search_bounded("^(a|a)+$", "a" * 40 + "!")
+    (True, None)
+    """
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+    except TimeoutError:
+        return None
+    except regex.error:  # a pattern Python's re accepts but regex does not
+        return re.search(pattern, text) is not None
 
 
 class Unsupported(Exception):
@@ -134,9 +154,8 @@ class _Compiler:
             test = {"minimum": lambda v: v >= limit, "maximum": lambda v: v <= limit,
                     "exclusiveMinimum": lambda v: v > limit, "exclusiveMaximum": lambda v: v < limit}[key]
             return lambda v: not _is_number(v) or test(v)
-        if key == "pattern":
-            regex = re.compile(value)
-            return lambda v: not isinstance(v, str) or regex.search(v) is not None
+        if key == "pattern":  # a match that times out is not "certainly valid": jsonschema then says why
+            return lambda v: not isinstance(v, str) or search_bounded(value, v) is True
         if key == "enum":
             options = list(value)
             return lambda v: any(_same(v, option) for option in options)

@@ -22,6 +22,7 @@ from lcsynth.card import render_card, secret_values
 from lcsynth.errors import ConfigError, HubError, InputError, MissingExtra
 from lcsynth.export import export_run, length_limit, row_lengths, run_kinds
 from lcsynth.report import length_summary, length_svg
+from lcsynth.runfolder import hold
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"{_NAME}/{_NAME}")
@@ -113,15 +114,22 @@ def stage(run_dir: Path, folder: Path, repo_id: str, splits: dict[str, float] | 
 
 
 def dry_run(run_dir: Path, out: Path, repo_id: str, **options: Any) -> PushResult:
-    """Write exactly the folder a push would upload into `out`, contacting nothing."""
+    """Write exactly the folder a push would upload into `out`, contacting nothing.
+
+    The folder is staged beside `out` and renamed into place whole, so an interrupted dry run leaves no half of it.
+    """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--dry-run: {out} exists and is not an empty folder; give a new or empty one")
-    with tempfile.TemporaryDirectory(prefix="lcsynth-push-") as tmp:
-        result = stage(run_dir, Path(tmp) / "upload", repo_id, **options)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in result.files:
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(Path(tmp) / "upload" / name, out / name)
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted dry run
+    with hold(run_dir, shared=True):
+        try:
+            result = stage(run_dir, staging, repo_id, **options)
+            if out.exists():
+                out.rmdir()
+            os.replace(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
@@ -145,7 +153,7 @@ def push(run_dir: Path, repo_id: str, private: bool = False, revision: str | Non
         raise ConfigError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login` "
                           "(or write the upload folder with --dry-run OUT_DIR)")
     api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token, library_name="lcsynth")
-    with tempfile.TemporaryDirectory(prefix="lcsynth-push-") as tmp:
+    with hold(run_dir, shared=True), tempfile.TemporaryDirectory(prefix="lcsynth-push-") as tmp:
         result = stage(run_dir, Path(tmp) / "upload", repo_id, hub_token=token, **options)
         try:
             url = api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private or None)

@@ -14,6 +14,7 @@ from lcsynth.config import Recipe
 from lcsynth.export import row_lengths
 from lcsynth.methods.base import RunCounters
 from lcsynth.progress import cost_of
+from lcsynth.redaction import scrub
 from lcsynth.report import length_summary
 from lcsynth.sink import RunWriter
 
@@ -36,7 +37,7 @@ def build_manifest(recipe: Recipe, model_id: str, stats: dict[str, int], counter
     """Everything needed to know what a run produced and to reproduce it (no wall-clock values)."""
     cost = cost_of(counters, recipe.backend.price)
     return {
-        "recipe": recipe.model_dump(mode="json"),
+        "recipe": scrub(recipe.model_dump(mode="json")),  # credentials in options or URLs never reach the file
         "model": model_id,
         "seed": recipe.seed,
         "counts": {

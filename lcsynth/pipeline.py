@@ -5,32 +5,33 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lcsynth import __version__
+from lcsynth import __version__, runfolder
 from lcsynth.backends.base import Backend, create_backend
 from lcsynth.batch import BatchBackend
 from lcsynth.cache import RequestCache, merge_worker_caches
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
-from lcsynth.errors import ConfigError, Pending, Reject
+from lcsynth.errors import BackendError, ConfigError, InputError, OutputError, Pending, Reject
 from lcsynth.filters import RowFilter, check_scoring, create_filters
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
 from lcsynth.prefetch import Prefetched
 from lcsynth.progress import RunProgress
+from lcsynth.redaction import watch_variable
 from lcsynth.report import write_report
 from lcsynth.sink import RunWriter, dump_line
 from lcsynth.store import TokenStore
 from lcsynth.timeline import Timeline
 from lcsynth.tokens import Tokenizer, fit_tokens
 
-CHECKPOINT = "checkpoint.json"
+CHECKPOINT = runfolder.CHECKPOINT
 
 
 @dataclass(frozen=True)
@@ -124,20 +125,6 @@ def next_attempts(recipe: Recipe, reasons: list[str]) -> dict[str, int]:
     return attempts
 
 
-def prepare_run_dir(recipe: Recipe) -> Path:
-    """Create the run folder, clearing an earlier run of the same name when `output.overwrite` allows."""
-    run_dir = recipe.run_dir()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not recipe.output.overwrite:
-            raise ConfigError(f"output: {run_dir} already holds a run; choose another output.name or set overwrite")
-        ours = (run_dir / "manifest.json").exists() or (run_dir / CHECKPOINT).exists()
-        if not ours and not any(run_dir.glob("*.partial")):
-            raise ConfigError(f"output: {run_dir} is not empty and holds no lcsynth run; refusing to clear it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
 def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
                      store: TokenStore | None = None) -> Iterator[tuple[Document, Reject | None]]:
     """Stream the corpus, fitting each document into `token_limit` tokens or saying why it is skipped.
@@ -148,8 +135,13 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
     for read, doc in enumerate(iter_documents(recipe.corpus)):
         if recipe.limits.max_documents is not None and read >= recipe.limits.max_documents:
             return
+        if doc.oversized:
+            yield doc, Reject("document_too_large", f"{doc.oversized} bytes > corpus.max_document_bytes "
+                                                    f"{recipe.corpus.max_document_bytes}; passed over unread")
+            continue
         if not doc.text.strip() or len(doc.text) < recipe.corpus.min_chars:
-            yield doc, Reject("document_too_short", f"{len(doc.text)} characters")
+            what = f"{len(doc.text)} characters" if doc.text.strip() else "empty or only whitespace"
+            yield doc, Reject("document_too_short", what)
             continue
         how = "head" if overflow == "skip" else overflow
         position = store.position(doc.id) if store is not None else None
@@ -292,6 +284,7 @@ class UnitRunner:
                     row_filter.observe(kind, row)
         self._checkpointed = time.monotonic()
         self.timeline = Timeline(writer.run_dir, ctx.counters)
+        self.failures_in_a_row = 0
 
     def _full(self) -> bool:
         cap = self.recipe.limits.max_records
@@ -407,6 +400,21 @@ class UnitRunner:
     async def _run_one(self, unit: Unit) -> None:
         attempt = self.attempts.get(unit_id(unit.key()), 0)
         self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt, self.filters)
+        self._watch_failures(self.done[unit.index][1])
+
+    def _watch_failures(self, outcome: Outcome) -> None:
+        """Stop the run when `limits.max_failures_in_a_row` units in a row failed after every retry.
+
+        A dead endpoint would otherwise make every remaining unit wait out its retries. Nothing after the last
+        checkpoint is kept, so a rerun continues from there.
+        """
+        failed = isinstance(outcome, Reject) and outcome.reason == "backend_error"
+        self.failures_in_a_row = self.failures_in_a_row + 1 if failed else 0
+        limit = self.recipe.limits.max_failures_in_a_row
+        if limit is not None and self.failures_in_a_row >= limit:
+            assert isinstance(outcome, Reject)
+            raise BackendError(f"backend: {limit} units in a row failed after every retry (last: {outcome.detail}); "
+                               "the endpoint looks down, so the run stops here; run the same command again to go on")
 
 
 @dataclass
@@ -420,18 +428,36 @@ class RunStart:
     started: float
 
 
-def begin_run(recipe: Recipe, batch_out: Path | None = None, retry_reasons: list[str] | None = None) -> RunStart:
-    """Check methods and filters, read attempts and the checkpoint to resume, and prepare the run folder."""
+@contextmanager
+def guarded_run(recipe: Recipe, batch_out: Path | None = None,
+                retry_reasons: list[str] | None = None) -> Iterator[RunStart]:
+    """Check methods and filters, lock the run folder, read attempts and the checkpoint, prepare the folder.
+
+    The folder stays locked until the block ends; if the block fails, the finished run it was replacing
+    comes back. An OSError (a full disk, a folder that cannot be written) becomes one line.
+    """
     methods = [create_method(spec, i) for i, spec in enumerate(recipe.methods)]
     create_filters(recipe.filters)  # a mistake in a filter fails before the model loads
-    retrying = retry_reasons is not None
-    # read before the run folder may be cleared: a rerun keeps earlier retries
-    attempts = next_attempts(recipe, retry_reasons or []) if retrying else saved_attempts(recipe.run_dir())
-    state = read_checkpoint(recipe) if batch_out is None and not retrying else None
-    run_dir = recipe.run_dir() if state else prepare_run_dir(recipe)
-    if attempts:
-        write_json(run_dir / ATTEMPTS, attempts)
-    return RunStart(methods, attempts, state, run_dir, time.time())
+    watch_variable(recipe.backend.api_key_env)  # its value is kept out of rejects, manifests and messages
+    run_dir = recipe.run_dir()
+    try:
+        with runfolder.hold(run_dir):
+            retrying = retry_reasons is not None
+            # read before the run folder may be cleared: a rerun keeps earlier retries
+            attempts = next_attempts(recipe, retry_reasons or []) if retrying else saved_attempts(run_dir)
+            state = read_checkpoint(recipe) if batch_out is None and not retrying else None
+            try:  # from here the folder changes: a failure puts back the finished run it was replacing
+                if not state:
+                    runfolder.clear(run_dir, recipe.output.overwrite)
+                if attempts:
+                    write_json(run_dir / ATTEMPTS, attempts)
+                yield RunStart(methods, attempts, state, run_dir, time.time())
+            except Exception:
+                runfolder.failed(run_dir)
+                raise
+            runfolder.finished(run_dir)
+    except OSError as exc:
+        raise OutputError(runfolder.describe_os_error(exc, run_dir)) from exc
 
 
 def document_stats() -> dict[str, int]:
@@ -457,6 +483,12 @@ def unit_total(recipe: Recipe, methods: list[Method]) -> int | None:
     total = recipe.limits.max_documents and recipe.limits.max_documents * sum(m.samples_per_document
                                                                               for m in methods)
     return total or None
+
+
+def check_corpus_was_read(recipe: Recipe, stats: dict[str, int], runner: UnitRunner) -> None:
+    """An empty corpus is a mistake, not a run with no rows."""
+    if not stats["documents_read"] and not runner.units:
+        raise InputError(f"corpus: no documents in {recipe.corpus.path or recipe.corpus.type}; nothing to do")
 
 
 def finish_run(start: RunStart, recipe: Recipe, model_id: str, stats: dict[str, int], runner: UnitRunner,
@@ -492,8 +524,14 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     With `batch_out`, uncached requests are written there as an OpenAI batch file instead of being sent.
     With `retry_reasons` (a list; empty means every reason), the finished run of this name is made again:
     its rejected units run with new seeds, everything else replays from the cache.
+    The run folder is locked for the run; if the run fails, the finished run it was replacing comes back.
     """
-    start = begin_run(recipe, batch_out, retry_reasons)
+    with guarded_run(recipe, batch_out, retry_reasons) as start:
+        return await _run_locally(recipe, start, backend, show_progress, batch_out)
+
+
+async def _run_locally(recipe: Recipe, start: RunStart, backend: Backend | None, show_progress: bool,
+                       batch_out: Path | None) -> RunSummary:
     methods, state, run_dir = start.methods, start.state, start.run_dir
     backend = backend or create_backend(recipe.backend)
     if batch_out is not None:
@@ -503,6 +541,7 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
     cache = RequestCache(recipe.cache_path()) if recipe.cache.enabled else None
     if cache is not None:
         merge_worker_caches(cache)  # answers a killed Ray run's replicas kept
+    writer: RunWriter | None = None
     try:
         check_scoring(recipe.filters, backend)
         await backend.start()
@@ -523,9 +562,14 @@ async def run_recipe(recipe: Recipe, backend: Backend | None = None, show_progre
                 await runner.run(plan_units(counted_documents(docs, stats), methods, ctx))
             finally:
                 docs.close()
+        check_corpus_was_read(recipe, stats, runner)
         runner.checkpoint(final=True)
         files = writer.close()
         batch_requests = backend.write(batch_out) if isinstance(backend, BatchBackend) and batch_out else 0
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     finally:
         await backend.aclose()
         if cache is not None:

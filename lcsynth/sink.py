@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lcsynth.card import redact
+from lcsynth.redaction import known_secrets
 from lcsynth.schemas import validation_error
 
 REJECTS = "rejects.jsonl"
@@ -49,6 +51,8 @@ class RunWriter:
         self._shards: dict[str, list[int]] = {k: list(v) for k, v in snapshot.get("shards", {}).items()}
         self._files: dict[str, IO[str]] = {}
         self._hashes: dict[str, Any] = {}
+        secrets = known_secrets()  # read once: the environment does not change during a run
+        self._scrub = lambda text: redact(text, secrets)
         if snapshot:
             self._discard_after(snapshot)
         for name, length in snapshot.get("files", {}).items():
@@ -108,7 +112,8 @@ class RunWriter:
 
     def write_reject(self, unit: dict[str, Any], reason: str, detail: str = "", raw: str | None = None,
                      request_hash: str | None = None) -> None:
-        """Record why a unit (or a whole document) produced nothing."""
+        """Record why a unit (or a whole document) produced nothing; credentials in the detail or raw text go."""
+        detail, raw = self._scrub(detail), self._scrub(raw) if raw else raw  # a server may quote the key back
         self._write(REJECTS, {**unit, "reason": reason, "detail": detail, "raw": raw, "request_hash": request_hash})
         self.rejects[reason] += 1
 
@@ -130,6 +135,15 @@ class RunWriter:
                 self._finish(shard_name(kind, index), rows)
         self._finish(REJECTS, sum(self.rejects.values()))
         return dict(sorted(self.finished.items()))
+
+    def abort(self) -> None:
+        """Close every open file after a failure, as far as the disk allows (a resumed run cuts back anyway)."""
+        for handle in self._files.values():
+            try:
+                handle.close()
+            except OSError:
+                pass  # the file is closed even when its last flush failed
+        self._files.clear()
 
     def iter_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every row written so far (finished shards, then open ones), in order, with its kind."""

@@ -128,6 +128,8 @@ class PromptTemplate(BaseModel):
             raise ConfigError(f"{where}: refused by the sandbox ({exc})") from None
         except TemplateError as exc:
             raise ConfigError(f"{where}{_template_line(exc)}: {exc}") from None
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:  # e.g. the sandbox's range limit
+            raise ConfigError(f"{where}{_template_line(exc)}: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)

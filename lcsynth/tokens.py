@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
+from pathlib import Path
 from typing import Any, Protocol
 
 from lcsynth.errors import ConfigError, MissingExtra
@@ -106,13 +107,18 @@ class LlamaCppTokenizer:
 
 @contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 (where C libraries log) for the duration of the block."""
+    """Silence file descriptor 2 (where C libraries log) and `sys.stderr` for the block.
+
+    llama-cpp-python's log callback writes to `sys.stderr`, which is not descriptor 2 in a notebook or under a
+    capturing test runner.
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), 2)
         try:
-            yield
+            with redirect_stderr(devnull):
+                yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -144,6 +150,8 @@ class HFTokenizer:
 def load_tokenizer(name_or_path: str) -> Tokenizer:
     """A GGUF file's own vocabulary for `*.gguf`, otherwise a `transformers` tokenizer (hub name or folder)."""
     if name_or_path.endswith(".gguf"):
+        if not Path(name_or_path).is_file():
+            raise ConfigError(f"tokenizer '{name_or_path}' cannot be loaded: no such .gguf file")
         return LlamaCppTokenizer.from_gguf(name_or_path)
     return HFTokenizer(name_or_path)
 

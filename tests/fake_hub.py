@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -51,8 +52,9 @@ class Repo:
 class FakeHub:
     """State: repos (branches of commits, each a full snapshot), the LFS store, and what was asked of it."""
 
-    def __init__(self, token: str, owners: tuple[str, ...] = ("alice",)) -> None:
+    def __init__(self, token: str, owners: tuple[str, ...] = ("alice",), delay: float = 0.0) -> None:
         self.token, self.owners = token, owners
+        self.delay = delay  # seconds each request waits after its body arrived, before it is answered
         self.repos: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
@@ -120,6 +122,8 @@ class FakeHub:
         body = self._body(handler)
         with self.lock:
             self.requests.append((method, parts.path))
+        time.sleep(self.delay)
+        with self.lock:
             auth = handler.headers.get("Authorization", "")
             self.auth_headers.add(auth)
             if not parts.path.startswith("/lfs-upload/") and auth != f"Bearer {self.token}":

@@ -7,6 +7,7 @@ request, so the test also sees that answered requests are not sent again.
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -57,6 +58,12 @@ def assert_checkpoint_is_whole(run_dir) -> int:
     return state["next_unit"]
 
 
+def assert_cache_is_whole(path) -> None:
+    """sqlite's own check of every page and index of the request cache."""
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
 def test_kill_9_at_random_moments_then_resume_loses_and_repeats_nothing(tmp_path):
     rng = random.Random(1234)
     whole_server = FakeOpenAI(default=("ok", None), responder=reply, delay=0.02).start_in_thread()
@@ -81,6 +88,9 @@ def test_kill_9_at_random_moments_then_resume_loses_and_repeats_nothing(tmp_path
             run.wait(30)
             kills += 1
             resumed_from.append(assert_checkpoint_is_whole(tmp_path / "outputs" / "cut"))
+            assert_cache_is_whole(tmp_path / "cut.sqlite")
+            lock = tmp_path / "outputs" / ".cut.lock"  # left by the dead process; the kernel released its flock
+            assert lock.read_text().strip() == str(run.pid)
         final = generate(tmp_path, "cut")
         assert final.wait(120) == 0, final.stderr.read()
     finally:
@@ -94,7 +104,9 @@ def test_kill_9_at_random_moments_then_resume_loses_and_repeats_nothing(tmp_path
     rows = [json.loads(line) for shard in sorted(cut.glob("sft-*.jsonl")) for line in shard.read_text().splitlines()]
     assert len(rows) == 60 and len({(r["meta"]["doc_id"], r["meta"]["sample"]) for r in rows}) == 60
     assert not list(cut.glob("*.partial")) and not (cut / "checkpoint.json").exists()
+    assert_cache_is_whole(tmp_path / "cut.sqlite")
     sent = Counter(json.dumps(b, sort_keys=True) for b in bodies)
     repeats = sum(sent.values()) - len(sent)
+    print(f"\nkill -9 during generate: {kills} kills, resumed from units {resumed_from}, {repeats} requests repeated")
     assert kills >= 1 and max(resumed_from) > 0, resumed_from  # at least one resume started mid-run
     assert repeats <= kills * CONCURRENCY  # only requests in flight at a kill are asked again

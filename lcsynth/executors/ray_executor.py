@@ -29,9 +29,10 @@ from lcsynth.pipeline import (
     RunStart,
     RunSummary,
     UnitRunner,
-    begin_run,
+    check_corpus_was_read,
     document_stats,
     finish_run,
+    guarded_run,
     method_context,
     rates,
     unit_total,
@@ -88,15 +89,15 @@ def run_recipe_on_ray(recipe: Recipe, options: RayOptions | None = None, show_pr
     """
     options = options or RayOptions()
     ray = import_ray()
-    start = begin_run(recipe, None, retry_reasons)
-    connect_here = not ray.is_initialized()
-    if connect_here:
-        ray.init(address=options.address, logging_level=logging.WARNING)
-    try:
-        return _run(ray, recipe, start, options, show_progress)
-    finally:
+    with guarded_run(recipe, None, retry_reasons) as start:
+        connect_here = not ray.is_initialized()
         if connect_here:
-            ray.shutdown()
+            ray.init(address=options.address, logging_level=logging.WARNING)
+        try:
+            return _run(ray, recipe, start, options, show_progress)
+        finally:
+            if connect_here:
+                ray.shutdown()
 
 
 def _run(ray: Any, recipe: Recipe, start: RunStart, options: RayOptions, show_progress: bool) -> RunSummary:
@@ -118,6 +119,7 @@ def _run(ray: Any, recipe: Recipe, start: RunStart, options: RayOptions, show_pr
         runner.attempts = start.attempts
         batches = outcome_batches(ray, recipe, setup, options, concurrency, runner.next_to_commit, start.attempts)
         commit_outcomes(batches, runner, stats, counters, start.methods)
+    check_corpus_was_read(recipe, stats, runner)
     runner.checkpoint(final=True)
     files = writer.close()
     timings = {"backend_start_seconds": round(started - start.started, 3), "cache_hits": counters.cache_hits,
