@@ -27,15 +27,18 @@ DEMO_MODULES = (
 # pydoc prints the path of the module's source file: it is no documentation text,
 # and the path would make the corpus differ between machines.
 _FILE_SECTION = re.compile(r"\nFILE\n    .*?(?=\n\S|\Z)", re.S)
+# The DATA section prints module globals as they are in this process: `os.environ` (which can hold secrets),
+# logging's handlers, mimetypes' tables. That is process state, not documentation, and it must not leak.
+_DATA_SECTION = re.compile(r"\nDATA\n    .*?(?=\n\S|\Z)", re.S)
 # Default values such as `<object object at 0x7f20...>` print a memory address that changes every process.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def render_module(name: str) -> str:
-    """Render one module's documentation as plain text, without machine-specific paths."""
+    """Render one module's documentation as plain text, without machine paths or the process's own state."""
     module = importlib.import_module(name)
     text = pydoc.render_doc(module, title="Python Library Documentation: %s", renderer=pydoc.plaintext)
-    return _ADDRESS.sub("", _FILE_SECTION.sub("", text)).strip() + "\n"
+    return _ADDRESS.sub("", _DATA_SECTION.sub("", _FILE_SECTION.sub("", text))).strip() + "\n"
 
 
 def iter_demo_documents(modules: tuple[str, ...] = DEMO_MODULES) -> Iterator[Document]:

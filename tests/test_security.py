@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from fault_server import FaultServer
@@ -181,3 +184,16 @@ def test_a_password_in_the_endpoint_url_is_refused_without_repeating_it(tmp_path
                              "which would be written wherever the URL is (manifests, messages); give the key through "
                              "api_key_env instead\n")
     assert files_holding(tmp_path, [password]) == [f"{tmp_path / 'r.yaml'}: {password}"]  # where the user wrote it
+
+
+def test_the_demo_corpus_holds_no_process_state():
+    """pydoc prints module globals (os.environ among them); the demo corpus leaves them out."""
+    script = ("import hashlib, sys; from lcsynth.demo_corpus import iter_demo_documents as docs; "
+              "texts = [d.text for d in docs()]; "
+              "print(any('sk-planted-demo-value' in t for t in texts), "
+              "hashlib.sha256(''.join(texts).encode()).hexdigest())")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PLANTED_DEMO_KEY": value}, check=True).stdout.split()
+            for value in ("sk-planted-demo-value", "something-else")]
+    assert runs[0][0] == "False" and runs[1][0] == "False"
+    assert runs[0][1] == runs[1][1]  # the same corpus whatever the environment
