@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import io
 import sys
-import time
 import traceback
 
 # name -> (module, what it compares); `all` runs these, in this order
@@ -50,8 +49,7 @@ def run_one(name: str, argv: list[str]) -> bool | None:
     if importlib.util.find_spec(module_name) is None:
         print(f"{name}: skipped ({module_name.replace('.', '/')}.py is not there)")
         return None
-    print(f"== {name}: python -m bench {' '.join([name, *argv])}", flush=True)
-    started = time.perf_counter()
+    print(f"== python -m bench {' '.join([name, *argv])}", flush=True)
     try:
         importlib.import_module(module_name).main(argv)
     except SystemExit as exc:
@@ -62,7 +60,6 @@ def run_one(name: str, argv: list[str]) -> bool | None:
         traceback.print_exc()
         print(f"{name}: failed")
         return False
-    print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
     return True
 
 
