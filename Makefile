@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra
 
 bench: $(STAMP)
-	$(PY) bench/construct.py
+	$(PY) -m bench all
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache .ruff_cache

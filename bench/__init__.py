@@ -1,1 +1,1 @@
-"""lcsynth's benchmarks: each prints a table and, last, a summary line of ratios against a same-run baseline."""
+"""Benchmarks that print ratios against baselines measured in the same run (`python -m bench`)."""

@@ -342,11 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     peer_best = max((p for p in PEERS if p in best), key=lambda p: best[p], default=None)
     low_sdk = max(("openai-httpx", "openai-aiohttp"), key=lambda p: low.get(p, 0.0))
-    print(f"\nsummary: lcsynth/aiohttp {ratio(best, 'lcsynth', 'aiohttp')} (target >= 0.6), "
-          f"lcsynth/curator {ratio(best, 'lcsynth', 'curator')} (target >= 4), "
-          f"lcsynth/best peer {ratio(best, 'lcsynth', peer_best) if peer_best else 'n/a'} (target >= 1), "
-          f"lcsynth/bare SDK at concurrency {args.low_concurrency} {ratio(low, 'lcsynth', low_sdk)} "
-          "(target >= 1)")
+    print(f"\nsummary: lcsynth/aiohttp requests/s ratio {ratio(best, 'lcsynth', 'aiohttp')} (target >= 0.6); "
+          f"lcsynth/curator {ratio(best, 'lcsynth', 'curator')} (target >= 4); "
+          f"lcsynth/best peer {ratio(best, 'lcsynth', peer_best) if peer_best else 'n/a'} (target >= 1); "
+          f"lcsynth/bare SDK at concurrency {args.low_concurrency} {ratio(low, 'lcsynth', low_sdk)} (target >= 1)")
     return 0
 
 

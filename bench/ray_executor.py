@@ -88,7 +88,7 @@ def measure(run, root: Path, name: str, args: argparse.Namespace, expected: dict
     return Rates.of(args.samples, *walls)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Time the local executor, then the Ray executor with each number of replicas."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 and 32 rows of 8k tokens (about a minute)")
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--length", default="128k")
     parser.add_argument("--documents", type=int, default=48)
     parser.add_argument("--replicas", type=int, nargs="+", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.length, args.documents = 16, "8k", 16
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -133,8 +133,9 @@ def main() -> None:
                       f"{rates.fixed:>8.2f} {ratio:>6.2f} {steady:>13.2f}")
         finally:
             ray.shutdown()
-    print(f"ray/local rows/s, {2 * args.samples} rows of {args.length} on {cores} cores, by replicas: "
-          + ", ".join(summary))
+    first = summary[0].split()[1] if summary else "n/a"
+    print(f"summary: ray/local rows/s ratio {first} with one replica; {2 * args.samples} rows of {args.length} "
+          f"on {cores} cores, by replicas: " + ", ".join(summary))
 
 
 if __name__ == "__main__":

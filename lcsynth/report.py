@@ -6,6 +6,7 @@ import html
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,8 @@ from lcsynth.timeline import rates, read_timeline
 BINS = 20
 
 
-def depth_section(kind: str, rows: list[dict[str, Any]], run_dir: Path) -> list[str]:
+def depth_section(kind: str, depths: list[float], run_dir: Path) -> list[str]:
     """A histogram of where evidence sits in the context (meta.evidence_depths), in tenths; empty if none."""
-    depths = [d for r in rows for d in r.get("meta", {}).get("evidence_depths", [])]
     if not depths:
         return []
     counts = Counter(min(int(d * 10), 9) for d in depths)
@@ -130,10 +130,26 @@ def length_svg(kind: str, lengths: list[int]) -> str:
                     [f"{lo}" for lo, _, _ in bins], [c for _, _, c in bins], "tokens (prompt read + text written)")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every row of a JSONL file."""
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Every row of a JSONL file, one at a time (a shard can be larger than memory)."""
     with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def kind_measures(run_dir: Path, kind: str) -> tuple[int, list[int], list[float]]:
+    """Rows of a kind, the token counts they record and their evidence depths, read one row at a time."""
+    rows, lengths, depths = 0, [], []
+    for shard in sorted(run_dir.glob(f"{kind}-*.jsonl")):
+        for row in read_jsonl(shard):
+            meta = row.get("meta", {})
+            rows += 1
+            depths.extend(meta.get("evidence_depths", []))
+            tokens = row_tokens(meta)
+            if tokens is not None:
+                lengths.append(tokens)
+    return rows, lengths, depths
 
 
 def write_report(run_dir: Path) -> Path:
@@ -145,11 +161,10 @@ def write_report(run_dir: Path) -> Path:
     sections = [f"<h1>lcsynth run {html.escape(run_dir.name)}</h1>",
                 f"<p>model {html.escape(manifest['model'])} · seed {manifest['seed']}</p>"]
     for kind in manifest["counts"]["rows"]:
-        rows = [r for shard in sorted(run_dir.glob(f"{kind}-*.jsonl")) for r in read_jsonl(shard)]
-        sections.extend(depth_section(kind, rows, run_dir))
-        lengths = [t for t in (row_tokens(r.get("meta", {})) for r in rows) if t is not None]
+        rows, lengths, depths = kind_measures(run_dir, kind)
+        sections.extend(depth_section(kind, depths, run_dir))
         if not lengths:
-            sections.append(f"<p>{kind}: {len(rows)} rows, no token counts in their meta</p>")
+            sections.append(f"<p>{kind}: {rows} rows, no token counts in their meta</p>")
             continue
         svg = length_svg(kind, lengths)
         (run_dir / f"{kind}_lengths.svg").write_text(svg, encoding="utf-8")

@@ -27,7 +27,7 @@ MAX_SEGMENT_CHARS = 800
 _BOUNDARY = re.compile(r"(?<=[.!?])\s|(?<=\S)\n")
 _SPACE = re.compile(r"\s")
 ADDITIVITY_PROBES = 8
-RECENT_CHARS = 16_000_000  # text of recently read documents kept in memory: bounded, whatever the corpus size
+RECENT_CHARS = 4_000_000  # text of recently read documents kept in memory: bounded, whatever the corpus size
 
 
 def segment_text(text: str, max_chars: int = MAX_SEGMENT_CHARS) -> list[str]:

@@ -52,6 +52,7 @@ class VLLMBackend:
     def __init__(self, spec: BackendSpec) -> None:
         try:
             from vllm import AsyncEngineArgs
+            from vllm.usage.usage_lib import UsageContext
         except ImportError:
             raise MissingExtra("vllm", "vllm", "the vllm backend") from None
         try:
@@ -67,7 +68,9 @@ class VLLMBackend:
             raise ConfigError("backend.tokenizer: the vllm backend needs the model's Hugging Face tokenizer")
         self.chat_template: ChatTemplate = template_for_tokenizer(self.tokenizer)
         try:
-            self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+            # LLM_CLASS: vLLM's scheduler defaults for offline batch work (on an H100, 1024 sequences and 16K
+            # tokens a step), not those of an engine embedded in a server (128 sequences, 2K tokens).
+            self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args), usage_context=UsageContext.LLM_CLASS)
         except Exception as exc:  # vLLM raises many types for a bad model, GPU or setting
             raise BackendError(f"vLLM could not start {spec.model}: {type(exc).__name__}: {exc}") from None
         self.model_id = f"vllm:{spec.model}"
