@@ -7,12 +7,12 @@ Each request takes the next action from `script` (then `default`): ("ok", text),
 from __future__ import annotations
 
 import asyncio
-import threading
 
 from aiohttp import web
+from threaded_server import ServesInThread
 
 
-class FakeOpenAI:
+class FakeOpenAI(ServesInThread):
     def __init__(self, script=(), default=("ok", "fine"), delay: float = 0.0, responder=None, scorer=None):
         self.script = list(script)
         self.scorer = scorer  # token ids -> log-prob of each after the first, for echo + logprobs requests
@@ -79,27 +79,6 @@ class FakeOpenAI:
 
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()
-
-    def start_in_thread(self) -> FakeOpenAI:
-        """Serve from a background thread (for tests that drive a separate process); stop with `stop`."""
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def serve():
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self.__aenter__())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert ready.wait(10), "fake server did not start"
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.__aexit__(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
     @property
     def url(self) -> str:

@@ -20,12 +20,12 @@ import asyncio
 import hashlib
 import json
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
+from threaded_server import ServesInThread
 
 TRANSPORT_FAULTS = ("retry_after", "rate_limited", "status_500", "status_502", "status_503", "reset", "hang",
                     "truncated_body")
@@ -39,7 +39,7 @@ def body_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-class FaultServer:
+class FaultServer(ServesInThread):
     def __init__(self, answer: Callable[[dict], str], rates: dict[str, float] | None = None, seed: int = 0,
                  retry_after: int = 1, hang_seconds: float = 2.0, api_key: str | None = None,
                  models: tuple[str, ...] = ("fake",), max_prompt_chars: int | None = None,
@@ -183,23 +183,3 @@ class FaultServer:
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()
 
-    def start_in_thread(self) -> FaultServer:
-        """Serve from a background thread (for tests that drive a separate process); stop with `stop`."""
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self.__aenter__())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert ready.wait(10), "fault server did not start"
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.__aexit__(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
