@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from threaded_server import ServesInThread
+from loopback_server import LoopbackServer
 
 
-class FakeOpenAI(ServesInThread):
+class FakeOpenAI(LoopbackServer):
     def __init__(self, script=(), default=("ok", "fine"), delay: float = 0.0, responder=None, scorer=None):
         self.script = list(script)
         self.scorer = scorer  # token ids -> log-prob of each after the first, for echo + logprobs requests
@@ -66,19 +66,8 @@ class FakeOpenAI(ServesInThread):
                                                               "owned_by": "test"}]})
 
     async def __aenter__(self) -> FakeOpenAI:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        app.router.add_post("/v1/completions", self._handle)
-        app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        await self._listen(self._handle, self._models)
         return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._runner.cleanup()
 
     @property
     def url(self) -> str:

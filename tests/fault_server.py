@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
-from threaded_server import ServesInThread
+from loopback_server import LoopbackServer
 
 TRANSPORT_FAULTS = ("retry_after", "rate_limited", "status_500", "status_502", "status_503", "reset", "hang",
                     "truncated_body")
@@ -39,7 +39,7 @@ def body_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-class FaultServer(ServesInThread):
+class FaultServer(LoopbackServer):
     def __init__(self, answer: Callable[[dict], str], rates: dict[str, float] | None = None, seed: int = 0,
                  retry_after: int = 1, hang_seconds: float = 2.0, api_key: str | None = None,
                  models: tuple[str, ...] = ("fake",), max_prompt_chars: int | None = None,
@@ -169,17 +169,6 @@ class FaultServer(ServesInThread):
                                                               "owned_by": "test"} for m in self.models]})
 
     async def __aenter__(self) -> FaultServer:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._complete)
-        app.router.add_post("/v1/completions", self._complete)
-        app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        await self._listen(self._complete, self._models, handler_cancellation=True, access_log=None)
         return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._runner.cleanup()
 
