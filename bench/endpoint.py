@@ -265,7 +265,8 @@ def measure(name: str, server: Server, work: Path, concurrency: int, peers: str 
         command = [sys.executable, __file__, "client", name, server.url, str(work), str(concurrency)]
         if profile is not None:
             command.append(str(profile))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(HERE.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # an empty entry would add the working folder
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=work)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
