@@ -41,12 +41,19 @@ class RequestCache:
     (this process alone: no shared-memory index, so it is safe on a network file system), or `snapshot`
     (read-only, assuming nobody writes during the run: no locks at all, so any machine may read it).
     A miss is looked up in `fallback`, if given, before it counts as a miss.
+
+    A cache that was empty when opened remembers the keys it was given (up to `remembered_keys`), so a
+    fresh run's lookups, nearly all misses, need no query; an entry another process adds meanwhile is then
+    not found, which costs that request once more, never a wrong answer.
     """
+
+    remembered_keys = 1_000_000
 
     def __init__(self, path: str | Path, mode: CacheMode = "shared", fallback: RequestCache | None = None) -> None:
         self.path = Path(path)
         self.fallback = fallback
         self.hits = 0
+        self._only_mine = None
         self._unwritten: dict[str, tuple] = {}
         self._flushed = time.monotonic()
         self._failure: OutputError | None = None
@@ -65,6 +72,8 @@ class RequestCache:
             raise InputError(f"{self.path}: not a usable cache file ({exc})") from None
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+        empty = self.db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is None
+        self._only_mine: set[str] | None = set() if empty else None  # every entry, when all came through put
 
     batch_size = 256  # a put writes once this many wait, or once the oldest has waited flush_seconds
     flush_seconds = 0.5
@@ -84,8 +93,11 @@ class RequestCache:
         if row is not None:
             self.hits += 1
             return Completion(row[2], row[3], Usage(row[4], row[5]))
-        row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses "
-                              "WHERE request_hash = ?", (key,)).fetchone()
+        if self._only_mine is not None and key not in self._only_mine:
+            row = None
+        else:
+            row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses "
+                                  "WHERE request_hash = ?", (key,)).fetchone()
         if row is None:
             found = self.fallback.get(key) if self.fallback is not None else None
             self.hits += found is not None
@@ -109,6 +121,10 @@ class RequestCache:
                 asyncio.get_running_loop().call_soon(self._flush_later)
             except RuntimeError:
                 pass  # no loop: the size and age rules below apply
+        if self._only_mine is not None:
+            self._only_mine.add(key)
+            if len(self._only_mine) > self.remembered_keys:
+                self._only_mine = None
         self._unwritten[key] = (key, model, completion.text, completion.finish_reason,
                                 completion.usage.prompt_tokens, completion.usage.completion_tokens, time.time())
         if len(self._unwritten) >= self.batch_size or time.monotonic() - self._flushed >= self.flush_seconds:
@@ -186,8 +202,11 @@ class RequestCache:
         self.db.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
             with self.db:
-                return self.db.execute(f"INSERT OR IGNORE INTO responses ({_COLUMNS}) "
-                                       f"SELECT {_COLUMNS} FROM other.responses").rowcount
+                added = self.db.execute(f"INSERT OR IGNORE INTO responses ({_COLUMNS}) "
+                                        f"SELECT {_COLUMNS} FROM other.responses").rowcount
+            if added:
+                self._only_mine = None  # entries that did not come through put
+            return added
         finally:
             self.db.execute("DETACH DATABASE other")
 

@@ -132,6 +132,8 @@ class LimitsSpec(StrictModel):
     max_in_flight: int = Field(default=16, gt=0)
     # Units in a row (as they finish) whose requests failed after every retry: the endpoint is down, stop.
     max_failures_in_a_row: int | None = Field(default=64, gt=0)
+    # Worker processes that count documents' tokens ahead of the run; unset: one where a core is spare.
+    token_counting_processes: int | None = Field(default=None, ge=0)
 
 
 class CardSpec(StrictModel):

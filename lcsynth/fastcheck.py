@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import regex
@@ -33,12 +34,21 @@ def search_bounded(pattern: str, text: str) -> bool | None:
     >>> search_bounded(r"\?$", "Why?"), search_bounded("^(a|a)+$", "a" * 40 + "!")
     (True, None)
     """
+    compiled = _compiled(pattern)
+    if not isinstance(compiled, regex.Pattern):  # a pattern Python's re accepts but regex does not
+        return compiled.search(text) is not None
     try:
-        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+        return compiled.search(text, timeout=PATTERN_SECONDS) is not None
     except TimeoutError:
         return None
-    except regex.error:  # a pattern Python's re accepts but regex does not
-        return re.search(pattern, text) is not None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> regex.Pattern | re.Pattern:
+    try:
+        return regex.compile(pattern)
+    except regex.error:
+        return re.compile(pattern)
 
 
 class Unsupported(Exception):

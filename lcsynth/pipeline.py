@@ -20,16 +20,16 @@ from lcsynth.config import Recipe
 from lcsynth.corpus import Document, iter_documents
 from lcsynth.errors import BackendError, ConfigError, InputError, OutputError, Pending, Reject
 from lcsynth.filters import RowFilter, check_scoring, create_filters
+from lcsynth.fitting import Fitter
 from lcsynth.manifest import build_manifest, write_json
 from lcsynth.methods.base import Method, MethodContext, Record, RunCounters, create_method, unit_rng
-from lcsynth.prefetch import Prefetched
 from lcsynth.progress import RunProgress
 from lcsynth.redaction import watch_variable
 from lcsynth.report import write_report
 from lcsynth.sink import RunWriter, dump_line
 from lcsynth.store import TokenStore
 from lcsynth.timeline import Timeline
-from lcsynth.tokens import Tokenizer, fit_tokens
+from lcsynth.tokens import Tokenizer
 
 CHECKPOINT = runfolder.CHECKPOINT
 
@@ -125,36 +125,52 @@ def next_attempts(recipe: Recipe, reasons: list[str]) -> dict[str, int]:
     return attempts
 
 
-def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int,
-                     store: TokenStore | None = None) -> Iterator[tuple[Document, Reject | None]]:
+def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, store: TokenStore | None = None,
+                     fitter: Fitter | None = None) -> Iterator[tuple[Document, Reject | None]]:
     """Stream the corpus, fitting each document into `token_limit` tokens or saying why it is skipped.
 
-    A document the token store already counted, and that fits, is not tokenized again.
+    A document the token store already counted, and that fits, is not tokenized again. `fitter` counts
+    tokens (in worker processes, when it has them); by default the run's own process does.
     """
     overflow = recipe.context.overflow
-    for read, doc in enumerate(iter_documents(recipe.corpus)):
-        if recipe.limits.max_documents is not None and read >= recipe.limits.max_documents:
-            return
-        if doc.oversized:
-            yield doc, Reject("document_too_large", f"{doc.oversized} bytes > corpus.max_document_bytes "
-                                                    f"{recipe.corpus.max_document_bytes}; passed over unread")
+    how = "head" if overflow == "skip" else overflow
+    fitter = fitter or Fitter(backend.tokenizer, processes=0)
+    for (doc, skip, known), fitted in fitter.fit(_screened(recipe, token_limit, store), token_limit, how):
+        if skip is not None:
+            yield doc, skip
             continue
-        if not doc.text.strip() or len(doc.text) < recipe.corpus.min_chars:
-            what = f"{len(doc.text)} characters" if doc.text.strip() else "empty or only whitespace"
-            yield doc, Reject("document_too_short", what)
-            continue
-        how = "head" if overflow == "skip" else overflow
-        position = store.position(doc.id) if store is not None else None
-        if position is not None and store.doc_tokens[position] <= token_limit:
-            text, kept, total = doc.text, store.doc_tokens[position], store.doc_tokens[position]
-        else:
-            text, kept, total = fit_tokens(backend.tokenizer, doc.text, token_limit, how)
+        text, kept, total = fitted or (doc.text, known, known)
         if kept < total and overflow == "skip":
             yield doc, Reject("document_too_long", f"{total} tokens > limit {token_limit}")
             continue
         meta = {**doc.meta, "tokens": kept, "original_tokens": total, "truncated": kept < total,
                 "token_spans": kept_spans(kept, total, how)}
         yield replace(doc, text=text, meta=meta), None
+
+
+def _screened(recipe: Recipe, token_limit: int, store: TokenStore | None
+              ) -> Iterator[tuple[tuple[Document, Reject | None, int], str | None]]:
+    """Corpus documents with what is already known of them: a reason to skip, or a token count that fits.
+
+    The text comes along when its tokens still need counting.
+    """
+    for read, doc in enumerate(iter_documents(recipe.corpus)):
+        if recipe.limits.max_documents is not None and read >= recipe.limits.max_documents:
+            return
+        if doc.oversized:
+            why = f"{doc.oversized} bytes > corpus.max_document_bytes {recipe.corpus.max_document_bytes}; " \
+                  "passed over unread"
+            yield (doc, Reject("document_too_large", why), 0), None
+            continue
+        if not doc.text.strip() or len(doc.text) < recipe.corpus.min_chars:
+            what = f"{len(doc.text)} characters" if doc.text.strip() else "empty or only whitespace"
+            yield (doc, Reject("document_too_short", what), 0), None
+            continue
+        position = store.position(doc.id) if store is not None else None
+        if position is not None and store.doc_tokens[position] <= token_limit:
+            yield (doc, None, int(store.doc_tokens[position])), None
+        else:
+            yield (doc, None, 0), doc.text
 
 
 def counted_documents(docs: Iterator[tuple[Document, Reject | None]],
@@ -325,7 +341,7 @@ class UnitRunner:
     def _with_provenance(self, record: Record, unit: Unit) -> dict[str, Any]:
         """The row with what every row carries: source spans, lcsynth version, recipe hash."""
         record.meta.setdefault("source_spans", {unit.doc.id: unit.doc.meta.get("token_spans")})
-        if self.attempts.get(unit_id(unit.key())):
+        if self.attempts and self.attempts.get(unit_id(unit.key())):
             record.meta["attempt"] = self.attempts[unit_id(unit.key())]
         record.meta["lcsynth"] = __version__
         record.meta["recipe_hash"] = self.recipe_hash
@@ -398,7 +414,7 @@ class UnitRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run_one(self, unit: Unit) -> None:
-        attempt = self.attempts.get(unit_id(unit.key()), 0)
+        attempt = self.attempts.get(unit_id(unit.key()), 0) if self.attempts else 0
         self.done[unit.index] = await run_unit(unit, self.ctx, self.recipe.seed, attempt, self.filters)
         self._watch_failures(self.done[unit.index][1])
 
@@ -554,7 +570,8 @@ async def _run_locally(recipe: Recipe, start: RunStart, backend: Backend | None,
             for key, reject in await method.prepare(ctx, run_dir):
                 writer.write_reject(key, reject.reason, reject.detail, reject.raw, reject.request_hash)
         concurrency = min(recipe.limits.max_in_flight, backend.max_concurrency)
-        docs = Prefetched(fitted_documents(recipe, backend, ctx.document_limit, ctx.store), depth=2 * concurrency)
+        fitter = Fitter(backend.tokenizer, recipe.limits.token_counting_processes)
+        docs = fitted_documents(recipe, backend, ctx.document_limit, ctx.store, fitter)
         with RunProgress(counters, stats, show_progress, unit_total(recipe, methods), recipe.backend.price) as progress:
             runner = UnitRunner(ctx, writer, recipe, concurrency, progress, state)
             runner.attempts = start.attempts or {}
@@ -562,6 +579,7 @@ async def _run_locally(recipe: Recipe, start: RunStart, backend: Backend | None,
                 await runner.run(plan_units(counted_documents(docs, stats), methods, ctx))
             finally:
                 docs.close()
+                fitter.close()
         check_corpus_was_read(recipe, stats, runner)
         runner.checkpoint(final=True)
         files = writer.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
@@ -22,6 +23,9 @@ from lcsynth.errors import ConfigError
 from lcsynth.paths import data_dir
 from lcsynth.schemas import check_schema, load_schema
 from lcsynth.tokens import Tokenizer
+
+# libyaml's loader where PyYAML was built with it (every run reads every template on the search path).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Names every template may use without declaring them.
 HELPERS = frozenset({"truncate_tokens", "chunk", "meta"})
@@ -105,13 +109,18 @@ class PromptTemplate(BaseModel):
             return [("prompt", self.prompt)]
         return [(f"message {i} ({m.role})", m.content) for i, m in enumerate(self.messages or [])]
 
+    @cached_property
+    def _rendering(self) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        """The parts to render and the declared defaults (a template is not changed once loaded)."""
+        defaults = {name: spec.default for name, spec in self.variables.items() if spec.default is not None}
+        return self.sources(), defaults
+
     def render(self, tokenizer: Tokenizer | None = None, **variables: Any) -> RenderedPrompt:
         """Render with declared defaults filled in; every failure is a ConfigError naming file, line, cause."""
-        values = dict(template_helpers(tokenizer))  # a variable of the same name wins over a helper
-        values.update({name: spec.default for name, spec in self.variables.items() if spec.default is not None})
-        values.update(variables)
+        sources, defaults = self._rendering
+        values = {**template_helpers(tokenizer), **defaults, **variables}  # a variable wins over a helper
         values.setdefault("meta", {})
-        rendered = [(label, self._render_part(label, source, values)) for label, source in self.sources()]
+        rendered = [(label, self._render_part(label, source, values)) for label, source in sources]
         if self.prompt is not None:
             return RenderedPrompt(prompt=rendered[0][1])
         roles = [m.role for m in self.messages or []]
@@ -170,11 +179,16 @@ _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_ne
 @lru_cache(maxsize=512)
 def compile_jinja(source: str):
     """Compile template source once (the environment is sandboxed and immutable)."""
-    return _ENV.from_string(source)
+    template = _ENV.from_string(source)
+    # Jinja merges its globals (a ChainMap over the environment's) into every render's context; a plain
+    # dict of the same names merges several times faster, and the immutable environment's never change.
+    template.globals = dict(template.globals)
+    return template
 
 
-def template_helpers(tokenizer: Tokenizer | None) -> dict[str, Any]:
-    """Functions available inside templates; token-aware when a tokenizer is given."""
+@lru_cache(maxsize=16)
+def template_helpers(tokenizer: Tokenizer | None) -> Mapping[str, Any]:
+    """Functions available inside templates; token-aware when a tokenizer is given (made once per tokenizer)."""
 
     def encode(text: str) -> list[int]:
         if tokenizer is None:
@@ -189,7 +203,7 @@ def template_helpers(tokenizer: Tokenizer | None) -> dict[str, Any]:
         ids = encode(text)
         return tokenizer.decode(ids[i * size : (i + 1) * size])  # type: ignore[union-attr]
 
-    return {"truncate_tokens": truncate_tokens, "chunk": chunk}
+    return MappingProxyType({"truncate_tokens": truncate_tokens, "chunk": chunk})
 
 
 def template_dirs(extra: Iterable[str] = ()) -> list[Path]:
@@ -204,7 +218,7 @@ def template_dirs(extra: Iterable[str] = ()) -> list[Path]:
 def load_template_file(path: Path) -> PromptTemplate:
     """Read and check one template file; every problem is one line naming the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     except OSError as exc:

@@ -238,3 +238,27 @@ def test_worker_caches_read_a_snapshot_of_the_main_cache_and_merge_into_it(tmp_p
     main.close()
     with pytest.raises(InputError, match="not a usable cache file"):
         RequestCache(tmp_path / "missing.sqlite", "snapshot")
+
+
+def test_a_cache_opened_empty_answers_from_memory_what_it_holds(tmp_path):
+    from lcsynth.backends.base import Completion, Usage
+
+    path = tmp_path / "c.sqlite"
+    first = RequestCache(path)
+    first.put("k1", "m", Completion("one", "stop", Usage(1, 1)))
+    first.flush()
+    assert first.get("k1").text == "one" and first.get("k0") is None  # k1 written; k0 known absent, no query
+    second = RequestCache(path)  # opened non-empty: looks every key up in the file
+    second.put("k2", "m", Completion("two", "stop", Usage(1, 1)))
+    second.flush()
+    assert second.get("k1").text == "one"
+    assert first.get("k2") is None  # written by another process after `first` opened: costs a request, no more
+    assert RequestCache(path).get("k2").text == "two"
+
+    worker = RequestCache(tmp_path / "w.sqlite")
+    worker.put("k3", "m", Completion("three", "stop", Usage(1, 1)))
+    worker.close()
+    fresh = RequestCache(tmp_path / "fresh.sqlite")
+    assert fresh.merge(tmp_path / "w.sqlite") == 1 and fresh.get("k3").text == "three"
+    for cache in (first, second, fresh):
+        cache.close()

@@ -14,6 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from lcsynth import __version__
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
+from lcsynth.backends.http1 import Http1Client, HttpProtocolError
 from lcsynth.backends.limits import MinuteRateLimiter
 from lcsynth.chat import context_length_from_metadata, template_for_tokenizer
 from lcsynth.config import BackendSpec
@@ -93,9 +94,9 @@ class RetryAfterOrBackoff:
 class OpenAIBackend:
     """Chat requests go to /chat/completions, raw prompts to /completions; both retried and rate limited.
 
-    Generation requests are posted with aiohttp directly (one pooled session): the `openai` SDK's
-    per-request work costs more CPU than everything else lcsynth does per request. The SDK still serves
-    the rare calls (`/models` at start, prompt log-probs for scoring), with its error classes.
+    Generation requests are posted by a small HTTP/1.1 client (`http1.py`, kept-alive connections): the
+    `openai` SDK's, and even aiohttp's, per-request work costs more CPU than everything else lcsynth does per
+    request. The SDK still serves the rare calls (`/models` at start, prompt log-probs for scoring).
     """
 
     def __init__(self, spec: BackendSpec) -> None:
@@ -120,7 +121,7 @@ class OpenAIBackend:
         for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
             if os.environ.get(variable):
                 self._headers[header] = os.environ[variable]
-        self._session: Any = None
+        self._http: Http1Client | None = None
 
     @staticmethod
     def _api_key(spec: BackendSpec) -> str:
@@ -175,26 +176,15 @@ class OpenAIBackend:
         """The endpoint path and JSON body of a request, as sent (and as written to batch files)."""
         return openai_body(request, self.spec.model or "", self.spec.structured_output, self.spec.options)
 
-    def _open_session(self) -> Any:
-        import aiohttp
-
-        connector = aiohttp.TCPConnector(limit=self.max_concurrency, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                              timeout=aiohttp.ClientTimeout(total=self.spec.timeout))
-        return self._session
-
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` as JSON to the endpoint and return the decoded reply; failures as Endpoint* errors."""
-        import aiohttp
-
-        session = self._session or self._open_session()
+        if self._http is None:
+            self._http = Http1Client(self._base, self._headers, self.spec.timeout)
         try:
-            async with session.post(self._base + path.removeprefix("/v1"), data=json.dumps(body)) as response:
-                raw = await response.read()
-                status, headers = response.status, response.headers
+            status, headers, raw = await self._http.post(path.removeprefix("/v1"), json.dumps(body).encode())
         except asyncio.TimeoutError:
             raise EndpointFault(f"no answer within backend.timeout={self.spec.timeout:g}s") from None
-        except aiohttp.ClientError as exc:
+        except (OSError, HttpProtocolError) as exc:
             raise EndpointFault(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         if status >= 400:
             raise EndpointStatus(status, headers, _reply_message(raw))
@@ -291,8 +281,8 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         """Close the HTTP session and the SDK client."""
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
         await self.client.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
@@ -20,7 +19,7 @@ from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
 from lcsynth.registry import Registry
 from lcsynth.schemas import validation_error
-from lcsynth.templates import PromptTemplate, RenderedPrompt, get_template
+from lcsynth.templates import PromptTemplate, RenderedPrompt, find_templates, get_template
 
 if TYPE_CHECKING:
     from lcsynth.store import TokenStore
@@ -74,7 +73,8 @@ class MethodContext:
 
     def fork(self) -> MethodContext:
         """A context for one unit: shares everything but its usage counts and last request hash."""
-        unit_ctx = copy.copy(self)
+        unit_ctx = object.__new__(type(self))  # a shallow copy, without copy.copy's generic protocol
+        unit_ctx.__dict__.update(self.__dict__)
         unit_ctx.last_request_hash = None
         unit_ctx.usage = RunCounters()
         return unit_ctx
@@ -86,8 +86,10 @@ class MethodContext:
 
     def template(self, name: str) -> PromptTemplate:
         """A prompt template by name (user folders override built-ins)."""
+        if not self._templates:  # one pass over the search path finds them all
+            self._templates.update(find_templates(self._template_dirs))
         if name not in self._templates:
-            self._templates[name] = get_template(name, self._template_dirs)
+            self._templates[name] = get_template(name, self._template_dirs)  # or one line naming the known ones
         return self._templates[name]
 
     def render(self, template: PromptTemplate, **variables: Any) -> RenderedPrompt:

@@ -1,0 +1,103 @@
+"""Fitting documents in worker processes gives what fitting them in the run's process gives, in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+
+from lcsynth.backends.llamacpp import bundled_gguf
+from lcsynth.config import validate_recipe
+from lcsynth.demo_corpus import iter_demo_documents
+from lcsynth.fitting import Fitter, picklable
+from lcsynth.pipeline import fitted_documents
+from lcsynth.tokens import fit_tokens, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(str(bundled_gguf()))
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    """Slices of real documents, 300 to 6,000 characters."""
+    out = []
+    for doc in iter_demo_documents():
+        out += [doc.text[i:i + 300 + (i % 5700)] for i in range(0, len(doc.text) - 6000, 4000)]
+        if len(out) >= 400:
+            return out[:400]
+    return out
+
+
+def items(texts: list[str]) -> list[tuple[int, str | None]]:
+    """Numbered texts, every seventh without text (it passes through unfitted)."""
+    return [(i, None if i % 7 == 0 else text) for i, text in enumerate(texts)]
+
+
+def test_workers_fit_exactly_as_the_run_would_in_order(tokenizer, texts):
+    fitter = Fitter(tokenizer, processes=1, start_after=0)
+    fitter.start(wait=True)
+    got = list(fitter.fit(iter(items(texts)), 500, "head_tail"))
+    assert fitter.pooled > 0  # the worker did fit batches
+    assert [i for i, _ in got] == list(range(len(texts)))
+    for (_, text), (_, fitted) in zip(items(texts), got, strict=True):
+        assert fitted == (None if text is None else fit_tokens(tokenizer, text, 500, "head_tail"))
+    assert any(f is not None and f[1] < f[2] for _, f in got)  # some were cut
+    assert fitter._pool is None  # the workers stop with the stream
+
+
+def test_a_worker_that_dies_leaves_the_run_fitting_by_itself(tokenizer, texts, caplog):
+    fitter = Fitter(tokenizer, processes=1, start_after=0, batch=8)
+    fitter.start(wait=True)
+    stream = fitter.fit(iter(items(texts)), 500, "head")
+    first = [next(stream) for _ in range(40)]
+    for pid in list(fitter._pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    rest = list(stream)
+    assert [i for i, _ in first + rest] == list(range(len(texts)))
+    assert [f for _, f in first + rest] == [None if t is None else fit_tokens(tokenizer, t, 500, "head")
+                                           for _, t in items(texts)]
+    assert fitter.processes == 0 and "counting in the run's own process" in caplog.text
+
+
+def test_a_tokenizer_no_worker_can_rebuild_is_used_in_process(texts):
+    class Local:
+        name = "local"
+
+        def encode(self, text: str) -> list[int]:
+            return list(range(len(text.split())))
+
+        def decode(self, ids: list[int]) -> str:
+            return " ".join("w" for _ in ids)
+
+        def __reduce__(self):
+            raise TypeError("lives here only")
+
+    assert not picklable(Local())
+    fitter = Fitter(Local(), processes=2, start_after=0)
+    assert fitter.processes == 0
+    assert list(fitter.fit(iter([(0, "a b c")]), 10, "head")) == [(0, ("a b c", 3, 3))]
+
+
+def test_fitted_documents_are_the_same_with_and_without_workers(tmp_path, tokenizer, texts):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    recipe = validate_recipe({"corpus": {"type": "jsonl", "path": str(corpus), "min_chars": 400},
+                              "backend": {"type": "none"}, "methods": [{"name": "untie_knots"}],
+                              "context": {"overflow": "head_tail"}}, "test")
+    backend = SimpleNamespace(tokenizer=tokenizer)
+    pooled = Fitter(tokenizer, processes=1, start_after=0)
+    pooled.start(wait=True)
+    def plain(docs):  # a Reject is an exception: compared by what it says
+        return [(doc, None if r is None else (r.reason, r.detail)) for doc, r in docs]
+
+    with_workers = plain(fitted_documents(recipe, backend, 400, fitter=pooled))
+    alone = plain(fitted_documents(recipe, backend, 400, fitter=Fitter(tokenizer, processes=0)))
+    assert pooled.pooled > 0
+    assert with_workers == alone
+    assert {r[0] for _, r in alone if r is not None} == {"document_too_short"}
+    assert any(d.meta["truncated"] for d, r in alone if r is None)
