@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from lcsynth.config import CorpusSpec
 from lcsynth.errors import ConfigError, InputError
+from lcsynth.fastjson import loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def read_line(handle: IO[bytes], max_bytes: int | None, block: int = 1 << 20) ->
 def parse_jsonl_line(file: Path, number: int, line: str) -> dict[str, Any]:
     """The JSON object on one line; anything else is a one-line error naming file and line."""
     try:
-        row = json.loads(line)
+        row = loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
     if not isinstance(row, dict):

@@ -34,8 +34,8 @@ def search_bounded(pattern: str, text: str) -> bool | None:
     >>> search_bounded(r"\?$", "Why?"), search_bounded("^(a|a)+$", "a" * 40 + "!")
     (True, None)
     """
-    compiled = _compiled(pattern)
-    if not isinstance(compiled, regex.Pattern):  # a pattern Python's re accepts but regex does not
+    compiled, bounded = _compiled(pattern)
+    if not bounded:
         return compiled.search(text) is not None
     try:
         return compiled.search(text, timeout=PATTERN_SECONDS) is not None
@@ -43,12 +43,29 @@ def search_bounded(pattern: str, text: str) -> bool | None:
         return None
 
 
+# What lets a pattern backtrack without end: a quantified group (`(a|a)+`), a backreference, or several
+# unbounded repeats (`\d+\d+x`). A pattern with none of them (`\?\s*$`) is searched without the time limit,
+# whose clock costs more than such a search; counting every unescaped `*`, `+` and `,}` errs on the safe side.
+QUANTIFIED_GROUP = re.compile(r"\)[*+?{]|\\[1-9]|\(\?P=|\\g<|\\k<")
+UNBOUNDED = re.compile(r"(?<!\\)[*+]|,\}")
+
+
+def needs_time_limit(pattern: str) -> bool:
+    r"""Whether a pattern could take long on a long text (then it is searched with a time limit).
+
+    >>> [needs_time_limit(p) for p in (r"\?\s*$", r"^\d{3}-\d{4}$", r"^(a|a)+$", r"\w+\s+\w+", r"(\w)\1")]
+    [False, False, True, True, True]
+    """
+    return QUANTIFIED_GROUP.search(pattern) is not None or len(UNBOUNDED.findall(pattern)) > 1
+
+
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> regex.Pattern | re.Pattern:
+def _compiled(pattern: str) -> tuple[regex.Pattern | re.Pattern, bool]:
+    """The compiled pattern, and whether a search needs the time limit."""
     try:
-        return regex.compile(pattern)
-    except regex.error:
-        return re.compile(pattern)
+        return regex.compile(pattern), needs_time_limit(pattern)
+    except regex.error:  # a pattern Python's re accepts but regex does not
+        return re.compile(pattern), False
 
 
 class Unsupported(Exception):

@@ -231,7 +231,7 @@ def load_template_file(path: Path) -> PromptTemplate:
         raise ConfigError(format_validation_error(err, str(path))) from None
     for label, source in template.sources():
         try:
-            compile_jinja(source)
+            _ENV.parse(source)  # the syntax check; compiling waits for the first render
         except TemplateSyntaxError as exc:
             raise ConfigError(f"{path}, {label}, line {exc.lineno}: {exc.message}") from None
     return template

@@ -19,6 +19,7 @@ from lcsynth.backends.limits import MinuteRateLimiter
 from lcsynth.chat import context_length_from_metadata, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
+from lcsynth.fastjson import dumps_wire, loads
 from lcsynth.tokens import Tokenizer, load_tokenizer
 
 RETRY_STATUS = {408, 409, 429}
@@ -181,7 +182,7 @@ class OpenAIBackend:
         if self._http is None:
             self._http = Http1Client(self._base, self._headers, self.spec.timeout)
         try:
-            status, headers, raw = await self._http.post(path.removeprefix("/v1"), json.dumps(body).encode())
+            status, headers, raw = await self._http.post(path.removeprefix("/v1"), dumps_wire(body))
         except asyncio.TimeoutError:
             raise EndpointFault(f"no answer within backend.timeout={self.spec.timeout:g}s") from None
         except (OSError, HttpProtocolError) as exc:
@@ -189,7 +190,7 @@ class OpenAIBackend:
         if status >= 400:
             raise EndpointStatus(status, headers, _reply_message(raw))
         try:
-            reply = json.loads(raw)
+            reply = loads(raw)
             choice = reply["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             raise EndpointFault(f"the reply is not a completion: {raw[:120]!r}") from None
