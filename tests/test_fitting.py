@@ -12,8 +12,8 @@ import pytest
 from lcsynth.backends.llamacpp import bundled_gguf
 from lcsynth.config import validate_recipe
 from lcsynth.demo_corpus import iter_demo_documents
+from lcsynth.documents import fitted_documents
 from lcsynth.fitting import Fitter, picklable
-from lcsynth.pipeline import fitted_documents
 from lcsynth.tokens import fit_tokens, load_tokenizer
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lcsynth.backends.base import Backend, create_planning_backend
 from lcsynth.cache import RequestCache, merge_worker_caches
 from lcsynth.config import Recipe
+from lcsynth.documents import document_stats
 from lcsynth.errors import ConfigError, MissingExtra, Reject
 from lcsynth.executors.units import NO_UNIT, decode_error, decode_outcome
 from lcsynth.methods.base import Method, RunCounters
@@ -30,7 +31,6 @@ from lcsynth.pipeline import (
     RunSummary,
     UnitRunner,
     check_corpus_was_read,
-    document_stats,
     finish_run,
     guarded_run,
     method_context,

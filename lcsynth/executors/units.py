@@ -16,18 +16,10 @@ from lcsynth import errors
 from lcsynth.backends.base import create_planning_backend
 from lcsynth.config import Recipe
 from lcsynth.corpus import Document
+from lcsynth.documents import counted_documents, document_stats, fitted_documents
 from lcsynth.errors import LcsynthError, Reject
 from lcsynth.methods.base import Method, Record, RunCounters, create_method
-from lcsynth.pipeline import (
-    Outcome,
-    Unit,
-    counted_documents,
-    document_stats,
-    fitted_documents,
-    method_context,
-    plan_units,
-    unit_id,
-)
+from lcsynth.pipeline import Outcome, Unit, method_context, plan_units, unit_id
 
 NO_UNIT = -1  # the index of a plan row that carries only document counts
 
