@@ -103,6 +103,24 @@ def test_chunked_interim_and_read_to_close_replies():
     assert server.connections == 2  # the read-to-close reply used its connection up
 
 
+def test_compressed_replies_are_decompressed():
+    import gzip
+
+    body = b'{"choices": []}'
+    packed = gzip.compress(body)
+
+    async def main():
+        replies = {1: ok(packed, b"Content-Encoding: gzip\r\n"), 2: ok(b"not gzip", b"Content-Encoding: gzip\r\n")}
+        async with ScriptedServer(lambda n, r: replies[n]) as server:
+            client = Http1Client(f"http://127.0.0.1:{server.port}", {}, 5)
+            first = await client.post("/a", b"{}")
+            with pytest.raises(HttpProtocolError, match="does not decompress"):
+                await client.post("/a", b"{}")
+            return first
+
+    assert run(main()).body == body
+
+
 def test_kept_alive_connection_closed_by_the_server_is_replaced_without_a_lost_request():
     # the second request reaches a connection the server is closing: it answers nothing and hangs up
     async def main():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -162,6 +163,13 @@ class _Connection(asyncio.Protocol):
         self._reset()
         if self.buffer:
             self.reusable = False  # more bytes than one reply
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding in ("gzip", "deflate"):  # not asked for, but some proxies compress anyway
+            try:
+                body = zlib.decompress(body, 47 if encoding == "gzip" else 15)
+            except zlib.error as exc:
+                self._fail(HttpProtocolError(f"a {encoding} body that does not decompress ({exc})"))
+                return
         if not self.reply.done():
             self.reply.set_result(HttpReply(status, headers, body))
 
@@ -220,6 +228,7 @@ class Http1Client:
 
     async def post(self, path: str, body: bytes) -> HttpReply:
         """POST `body` to `path` (relative to the base URL's path) and return the reply, whatever its status."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
         target = self.prefix + path + (f"?{self.query}" if self.query else "")
         request = b"".join((b"POST ", target.encode("utf-8"), b" HTTP/1.1\r\n", self._headers,
                             b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body))
@@ -229,22 +238,22 @@ class Http1Client:
                 connection.close()
                 continue
             try:
-                return await self._exchange(connection, request)
+                return await self._exchange(connection, request, deadline)
             except ConnectionError:
                 if connection.answered:
                     raise
                 # the server closed this idle connection before the request reached it: use a new one
-        return await self._exchange(await self._connect(), request)
+        return await self._exchange(await self._connect(deadline), request, deadline)
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
         connect = loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
-        _, connection = await asyncio.wait_for(connect, self.timeout)
+        _, connection = await asyncio.wait_for(connect, max(deadline - loop.time(), 0.001))
         return connection
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> HttpReply:
+    async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> HttpReply:
         try:
-            reply = await connection.exchange(request, self.timeout)
+            reply = await connection.exchange(request, max(deadline - asyncio.get_running_loop().time(), 0.001))
         except BaseException:
             connection.close()
             raise
