@@ -13,10 +13,12 @@ import logging
 import multiprocessing
 import os
 import pickle
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -43,6 +45,29 @@ def _fit_in_worker(texts: list[str], limit: int, how: str) -> list[tuple[str | N
     assert _TOKENIZER is not None
     return [(None, kept, total) if kept == total else (text, kept, total)
             for text, kept, total in (fit_tokens(_TOKENIZER, t, limit, how) for t in texts)]
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Keep a spawned worker from running the caller's script again.
+
+    A spawned process imports the parent's `__main__` (as `__mp_main__`), which runs whatever a script does
+    outside an `if __name__ == "__main__":` guard, a run included. The workers need nothing from `__main__`,
+    so while they start it has no file or spec to be imported from.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
 
 
 def default_processes() -> int:
@@ -97,7 +122,8 @@ class Fitter:
         if self._pool is None and self.processes:
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_start_worker, initargs=(self.tokenizer,))
-            self._ready = self._pool.submit(_ready)
+            with _main_script_hidden():  # the workers start here, with the first task
+                self._ready = self._pool.submit(_ready)
         if wait and self._ready is not None:
             wait_for([self._ready])
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -101,3 +104,24 @@ def test_fitted_documents_are_the_same_with_and_without_workers(tmp_path, tokeni
     assert with_workers == alone
     assert {r[0] for _, r in alone if r is not None} == {"document_too_short"}
     assert any(d.meta["truncated"] for d, r in alone if r is None)
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    # a spawned worker imports the parent's __main__: an unguarded script would run again in it
+    script, marker = tmp_path / "unguarded.py", tmp_path / "ran.txt"
+    script.write_text(
+        "import sys\n"
+        "from lcsynth.backends.llamacpp import bundled_gguf\n"
+        "from lcsynth.fitting import Fitter\n"
+        "from lcsynth.tokens import load_tokenizer\n"
+        "open(sys.argv[1], 'a').write('ran\\n')\n"
+        "fitter = Fitter(load_tokenizer(str(bundled_gguf())), processes=1, start_after=0)\n"
+        "fitter.start(wait=True)\n"
+        "out = list(fitter.fit(iter([(i, 'some text ' * i) for i in range(200)]), 50, 'head'))\n"
+        "print(len(out), fitter.pooled, fitter.processes)\n")
+    done = subprocess.run([sys.executable, str(script), str(marker)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr[-500:]
+    count, pooled, processes = map(int, done.stdout.split())
+    assert (count, processes) == (200, 1) and pooled > 0
+    assert marker.read_text() == "ran\n"
