@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,6 +36,14 @@ _TOKENIZER: Tokenizer | None = None  # the worker process's own copy
 def _start_worker(tokenizer: Tokenizer) -> None:
     global _TOKENIZER
     _TOKENIZER = tokenizer
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose run was killed (kill -9 leaves no time to stop it) ends within a second."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _ready() -> bool:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -125,3 +126,37 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     count, pooled, processes = map(int, done.stdout.split())
     assert (count, processes) == (200, 1) and pooled > 0
     assert marker.read_text() == "ran\n"
+
+
+def test_workers_end_when_their_run_is_killed(tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import time\n"
+        "from lcsynth.backends.llamacpp import bundled_gguf\n"
+        "from lcsynth.fitting import Fitter\n"
+        "from lcsynth.tokens import load_tokenizer\n"
+        "fitter = Fitter(load_tokenizer(str(bundled_gguf())), processes=1, start_after=0)\n"
+        "fitter.start(wait=True)\n"
+        "print(*fitter._pool._processes, flush=True)\n"
+        "time.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        workers = [int(pid) for pid in run.stdout.readline().split()]
+        assert workers and all(alive(pid) for pid in workers)
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
