@@ -116,8 +116,6 @@ def document_token_limit(recipe: Recipe, backend: Backend, methods: list[Method]
     return limit
 
 
-
-
 def document_stats() -> dict[str, int]:
     """The corpus counters a run reports in its manifest, all zero."""
     return {"documents_read": 0, "documents_truncated": 0, "document_tokens": 0}

@@ -117,8 +117,12 @@ class PromptTemplate(BaseModel):
 
     def render(self, tokenizer: Tokenizer | None = None, **variables: Any) -> RenderedPrompt:
         """Render with declared defaults filled in; every failure is a ConfigError naming file, line, cause."""
+        return self.render_with(template_helpers(tokenizer), variables)
+
+    def render_with(self, helpers: Mapping[str, Any], variables: dict[str, Any]) -> RenderedPrompt:
+        """`render` with the helpers made already (a run makes them once, for its backend's tokenizer)."""
         sources, defaults = self._rendering
-        values = {**template_helpers(tokenizer), **defaults, **variables}  # a variable wins over a helper
+        values = {**helpers, **defaults, **variables}  # a variable wins over a helper
         values.setdefault("meta", {})
         rendered = [(label, self._render_part(label, source, values)) for label, source in sources]
         if self.prompt is not None:
@@ -186,9 +190,8 @@ def compile_jinja(source: str):
     return template
 
 
-@lru_cache(maxsize=16)
 def template_helpers(tokenizer: Tokenizer | None) -> Mapping[str, Any]:
-    """Functions available inside templates; token-aware when a tokenizer is given (made once per tokenizer)."""
+    """Functions available inside templates; token-aware when a tokenizer is given."""
 
     def encode(text: str) -> list[int]:
         if tokenizer is None:

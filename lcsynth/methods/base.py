@@ -19,7 +19,7 @@ from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
 from lcsynth.registry import Registry
 from lcsynth.schemas import validation_error
-from lcsynth.templates import PromptTemplate, RenderedPrompt, find_templates, get_template
+from lcsynth.templates import PromptTemplate, RenderedPrompt, find_templates, get_template, template_helpers
 
 if TYPE_CHECKING:
     from lcsynth.store import TokenStore
@@ -66,6 +66,7 @@ class MethodContext:
         self.cache = cache
         self._template_dirs = template_dirs
         self._templates: dict[str, PromptTemplate] = {}
+        self._helpers = template_helpers(backend.tokenizer)  # made once: units render thousands of times
         self.last_request_hash: str | None = None
         self.usage: RunCounters | None = None
         self.store: TokenStore | None = None  # the corpus as token-counted segments, for methods that need it
@@ -94,7 +95,7 @@ class MethodContext:
 
     def render(self, template: PromptTemplate, **variables: Any) -> RenderedPrompt:
         """Render a template with the backend's tokenizer behind its token-aware helpers."""
-        return template.render(tokenizer=self.backend.tokenizer, **variables)
+        return template.render_with(self._helpers, variables)
 
     async def complete(self, request: Request) -> Completion:
         """Answer from the cache, or send the request to the backend and cache the answer."""
