@@ -23,7 +23,8 @@ CPU = {
     "ray": ("bench.ray_executor", "the Ray executor (bench/ray_executor.py)"),
 }
 # run by name only
-GPU = {"vllm": ("bench.vllm_gpu", "vllm backend vs LLM.generate; prefix caching on vs off (needs a GPU, --model)")}
+GPU = {"vllm": ("bench.vllm_gpu", "vllm backend vs LLM.generate; prefix caching on vs off (needs a GPU, --model)"),
+       "quality": ("bench.quality.cli", "train SmolLM2-135M on lcsynth data vs controls, score on independent probes")}
 
 
 class Tee(io.TextIOBase):

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 
 import pytest
 from conftest import text
@@ -77,10 +78,17 @@ def test_cut_off_and_broken_json_are_rejected(scripted):
         run(scripted(lambda r: text("not json")))
 
 
+def near_words(request, count=3):
+    """Content words from the passage right before the picked answer, as a grounded question would use."""
+    passage, answer = request.message_dicts()[-1]["content"].rsplit("\n\nAnswer: ", 1)
+    before = passage[: passage.find(answer)][-200:]
+    words = [w for w in re.findall(r"[a-z]{5,}", before.lower()) if w not in answer.lower()]
+    return " ".join(words[-count:])
+
+
 def test_answer_first_mode_picks_the_answer_in_the_passage_and_asks_for_a_question(scripted):
     def ask(request):
-        answer = request.message_dicts()[-1]["content"].rsplit("Answer: ", 1)[1]
-        return text(json.dumps({"question": f"Which value is stated ({len(answer)} characters)?"}))
+        return text(json.dumps({"question": f"Which value goes with {near_words(request)}?"}))
 
     backend = scripted(ask)
     (record,) = run(backend, {"answers": "passage", "span_tokens": 96})
@@ -89,6 +97,16 @@ def test_answer_first_mode_picks_the_answer_in_the_passage_and_asks_for_a_questi
     assert picked in passage and record.row["ground_truth"] == [picked]
     assert request.json_schema["$id"] == "verifiable_question.json"
     assert record.meta["templates"][0] == "verifiable/question@1"
+
+
+def test_answer_first_mode_rejects_a_question_about_something_else(scripted):
+    def ask(request):
+        return text(json.dumps({"question": "How does the PXH bridge support interrupts?"}))
+
+    with pytest.raises(Reject, match="question_not_about_answer"):
+        run(scripted(ask), {"answers": "passage"})
+    (record,) = run(scripted(ask), {"answers": "passage", "min_question_overlap": 0})  # the check can be turned off
+    assert record.row["ground_truth"]
 
 
 def test_answer_first_mode_rejects_a_question_that_gives_the_answer_away(scripted):

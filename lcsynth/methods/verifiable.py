@@ -41,6 +41,8 @@ class VerifiableParams(BaseModel):
     max_answer_words: int = Field(default=12, ge=1)
     answers: Literal["model", "passage"] = "model"  # passage: lcsynth picks the answer, the model asks for it
     question_template: str = "verifiable/question"
+    # answers: passage: the question must share this many content words with the text around the answer (0: off)
+    min_question_overlap: int = Field(default=2, ge=0)
 
 
 _CANDIDATE = re.compile(
@@ -49,6 +51,29 @@ _CANDIDATE = re.compile(
     r"|\b\d+(?:[.,]\d+)*\b"  # numbers
     r"|\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b"  # capitalised names: Python Software Foundation
 )
+
+
+_WORD = re.compile(r"[a-z][a-z0-9]{3,}")
+_COMMON = frozenset("what which when where does with from that this have into there their about after before other "
+                    "than them then they were will would could should also been being each more most some such only "
+                    "text above below used uses using make made many much very answer exact words".split())
+
+
+def question_overlap(question: str, passage: str, answer: str, window: int = 250) -> int:
+    """Content words (4+ characters, not common) of `question` found within `window` characters of `answer`.
+
+    A question written for a picked answer should name what surrounds it; one that shares nothing with the
+    answer's neighbourhood asks about something else, and its "gold" would be wrong.
+
+    >>> question_overlap("Which flag enables tracing?", "Set the TRACE flag to enable tracing of calls.", "TRACE")
+    2
+    """
+    at = passage.find(answer)
+    if at < 0:
+        return 0
+    near = set(_WORD.findall(passage[max(0, at - window) : at + len(answer) + window].lower()))
+    asked = set(_WORD.findall(question.lower())) - _COMMON - set(_WORD.findall(answer.lower()))
+    return len(asked & near)
 
 
 def answer_candidates(passage: str) -> list[str]:
@@ -99,6 +124,9 @@ class VerifiableMethod(Method):
         ctx.check(qa, writing.schema() or "verifiable_qa", "invalid_qa", raw=written.text)
         question = qa["question"].strip()
         answer = self.verify(question, picked or qa["answer"].strip(), doc.text, written.text)
+        if picked and question_overlap(question, passage, picked) < self.params.min_question_overlap:
+            raise Reject("question_not_about_answer", f"the question shares under {self.params.min_question_overlap} "
+                         "content words with the text around its answer", raw=written.text)
 
         prompting = ctx.template(self.params.prompt_template)
         messages = ctx.render(prompting, document=doc.text, question=question, meta=doc.meta).messages
