@@ -117,9 +117,12 @@ def data(work: Path, corpus: Path, per_cell: int, sft_steps: int, cpt_steps: int
     log("model ready")
     unpack(corpus / "train.jsonl.xz", work / "corpus" / "train.jsonl")
     qa = write_demo_qa(work / "corpus" / "keychain_qa.jsonl")
-    built = lcsynth("built.yaml", work, f"backend.tokenizer={model}", f"methods.0.qa={qa}", *built_settings)
-    written = lcsynth("written.yaml", work, f"backend.model={model}", f"limits.max_documents={max_documents}",
-                      *written_settings)
+    runs = {}
+    if not (work / "runs" / "built" / "manifest.json").exists():
+        runs["built"] = lcsynth("built.yaml", work, f"backend.tokenizer={model}", f"methods.0.qa={qa}", *built_settings)
+    if not (work / "runs" / "written" / "manifest.json").exists():
+        runs["written"] = lcsynth("written.yaml", work, f"backend.model={model}",
+                                  f"limits.max_documents={max_documents}", *written_settings)
     count = token_counter(model)
     hay = [d["text"] for d in read(corpus / "haystack.jsonl.xz")]
     builder = ProbeBuilder(Haystack.from_texts(hay, count), count, vocabulary(hay))
@@ -128,8 +131,7 @@ def data(work: Path, corpus: Path, per_cell: int, sft_steps: int, cpt_steps: int
         for it in items:
             f.write(json.dumps(it, ensure_ascii=False) + "\n")
     log(f"probes: {len(items)} items")
-    baseline = parallel_start({"untuned": evaluate_command(work, "untuned", 0.12)}, work)["untuned"]
-    for name, proc in (("built", built), ("written", written)):
+    for name, proc in runs.items():
         code = proc.wait()
         log(f"lcsynth {name}: exit {code}; " + (work / f"{name}.yaml.log").read_text()[-400:].replace("\n", " | "))
         if code not in (0, 3):
@@ -139,7 +141,6 @@ def data(work: Path, corpus: Path, per_cell: int, sft_steps: int, cpt_steps: int
                        for name in ("written", "built") if (work / "runs" / name / "manifest.json").exists()}
     (work / "data.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     log("data: " + json.dumps(summary))
-    log(f"untuned model scored: exit {baseline.wait()}")
 
 
 def parallel_start(commands: dict[str, list[str]], work: Path) -> dict[str, subprocess.Popen]:
@@ -150,9 +151,12 @@ def parallel_start(commands: dict[str, list[str]], work: Path) -> dict[str, subp
                                    env=env) for name, cmd in commands.items()}
 
 
-def parallel(commands: dict[str, list[str]], work: Path, deadline: float) -> dict[str, int]:
-    """Run the commands side by side; kill what is still running at `deadline`; return the exit codes."""
-    procs = parallel_start(commands, work)
+def parallel(commands: dict[str, list[str]], work: Path, deadline: float, stagger: float = 0.0) -> dict[str, int]:
+    """Run the commands side by side, started `stagger` seconds apart; kill what still runs at `deadline`."""
+    procs = {}
+    for name, command in commands.items():
+        procs.update(parallel_start({name: command}, work))
+        time.sleep(stagger)
     codes: dict[str, int] = {}
     while len(codes) < len(procs):
         for name, proc in procs.items():
@@ -187,7 +191,8 @@ def evaluate(work: Path, models: list[str] | None, budget: float) -> dict[str, i
                              if (p / "config.json").exists() and not (work / "evals" / f"{p.name}.json").exists())
     share = round(min(0.3, 0.85 / max(1, len(names))), 3)
     commands = {n: evaluate_command(work, n, share) for n in names}
-    return parallel(commands, work, time.time() + budget)
+    # vLLM checks free memory as it starts: engines started together see each other's start-up peaks
+    return parallel(commands, work, time.time() + budget, stagger=25.0)
 
 
 def evaluate_command(work: Path, name: str, share: float) -> list[str]:

@@ -29,12 +29,19 @@ def results_table(result: dict[str, Any]) -> str:
                f"{scores.get('avg_16k', float('nan')):.1f}", _cell(scores.get("short"))]
         lines.append("| " + " | ".join(row) + " |")
     tasks = sorted({c.split("@")[0] for m in models.values() for c in (m["scores"] or {}).get("cells", {})})
-    lines += ["", "| model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+    lines += ["", "Per task, mean over 2K-8K (instructions: the short prompts)", "",
+              "| model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
     for name in names:
         cells = (models[name]["scores"] or {}).get("cells", {})
         means = []
         for task in tasks:
-            vals = [v["mean"] for k, v in cells.items() if k.split("@")[0] == task and not k.endswith("@short")]
+            vals = [v["mean"] for k, v in cells.items() if k.split("@")[0] == task and _in_window(k)]
             means.append(f"{sum(vals) / len(vals):.1f}" if vals else "-")
         lines.append(f"| {name} | " + " | ".join(means) + " |")
     return "\n".join(lines)
+
+
+def _in_window(cell: str) -> bool:
+    """Whether a cell counts in the per-task table: 2K to 8K, or the short instructions."""
+    _, _, length = cell.partition("@")
+    return cell == "instructions" or (length.isdigit() and int(length) < 16000)
