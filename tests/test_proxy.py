@@ -67,7 +67,7 @@ def run(coroutine):
 # --- which route, at the unit level ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://127.3.4.5/v1", "http://localhost:8000/v1",
-                                 "http://LOCALHOST./v1", "http://[::1]:8000/v1"])
+                                 "http://LOCALHOST./v1", "http://[::1]:8000/v1", "http://0.0.0.0:8000/v1"])
 def test_plain_http_to_loopback_takes_the_small_client_and_no_proxy(proxy_env, url):
     proxy_env(HTTP_PROXY="http://proxy.corp:3128", HTTPS_PROXY="http://proxy.corp:3129")
     assert choose_route(url) == Route("loopback", None)

@@ -5,11 +5,14 @@ never use; at thousands of requests per second that, not the server, limits a ru
 request in one piece and parses the reply (Content-Length, chunked, or read to the close) in a protocol
 callback. Everything else (the models list, scoring) still goes through the `openai` SDK.
 
-It serves only plain `http://` to a loopback address (127.0.0.0/8, ::1, `localhost`; `is_loopback`), where
-what it leaves out is never needed: no proxy can apply (loopback bypasses proxies, see `transport.py`), there is
-no TLS, no redirect and no cookie. What a local server may still do is kept: kept-alive connections, chunked and
-read-to-close bodies, interim 1xx replies, gzip or deflate bodies sent unasked, one deadline over connecting and
-the reply. Every other URL goes through aiohttp (`transport.AiohttpClient`).
+It serves only plain `http://` to a loopback address (127.0.0.0/8, ::1, `localhost`, 0.0.0.0; `is_loopback`),
+where what it leaves out is never needed: no proxy applies (loopback bypasses proxies, see `transport.py`) and
+there is no TLS to do. It keeps what a local server may send: kept-alive connections, Content-Length, chunked
+and read-to-close bodies, interim 1xx replies, gzip or deflate bodies sent unasked; one deadline covers
+connecting and the reply; like the aiohttp route it follows no redirect and keeps no cookie. Retries,
+Retry-After, rejects and error messages belong to the backend and are the same on both routes. Every other URL
+goes through aiohttp (`transport.AiohttpClient`); `python -m bench endpoint` measures what this client saves
+(its `lcsynth` against its `lcsynth-aiohttp` row).
 
 Failures are plain exceptions: `asyncio.TimeoutError` when no complete reply came within the timeout,
 `ConnectionError` (or another `OSError`) when the connection failed or dropped, `HttpProtocolError` for a
@@ -32,16 +35,19 @@ MAX_BODY_BYTES = 256 * 2**20
 def is_loopback(host: str) -> bool:
     """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine's loopback.
 
-    >>> [is_loopback(h) for h in ("127.0.0.1", "127.8.0.2", "[::1]", "LOCALHOST", "10.0.0.1", "llm.internal")]
-    [True, True, True, True, False, False]
+    0.0.0.0 and :: count: connecting to them reaches this machine, and servers print them as their address.
+
+    >>> [is_loopback(h) for h in ("127.0.0.1", "127.8.0.2", "[::1]", "LOCALHOST", "0.0.0.0", "10.0.0.1", "llm.test")]
+    [True, True, True, True, True, False, False]
     """
     host = host.strip("[]").lower().rstrip(".")
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified
 
 
 class HttpProtocolError(Exception):

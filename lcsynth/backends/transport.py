@@ -2,7 +2,7 @@
 
 The rule, decided once per backend by `choose_route`:
 
-- a plain `http://` base URL whose host is a loopback address (127.0.0.0/8, ::1 or `localhost`) is posted by
+- a plain `http://` base URL whose host is a loopback address (127.0.0.0/8, ::1, `localhost`, 0.0.0.0) is posted by
   `http1.Http1Client`, straight to the server and never through a proxy;
 - every other base URL is posted by aiohttp, through the proxy the environment names for it: `HTTP_PROXY` for
   http and `HTTPS_PROXY` for https URLs, unless `NO_PROXY` covers the host (upper or lower case, read as
