@@ -1,12 +1,14 @@
-"""A forward HTTP proxy on 127.0.0.1 for proxy tests (a fake, bounded): absolute-form requests, no CONNECT.
+"""Forward proxies on 127.0.0.1 for proxy tests (fakes, bounded): one for http URLs, one tunnelling https (CONNECT).
 
-Host names are looked up in `hosts` only (e.g. {"llm.internal": "127.0.0.1"}), so a base URL whose host nothing
-but this proxy can resolve reaches a loopback server; any other name gets 502. `seen` keeps the absolute URL of
-every request that arrived, and with `credentials` ("user:password") a request without them gets 407.
+Both look host names up in `hosts` only (e.g. {"llm.internal": "127.0.0.1"}), so a base URL whose host nothing
+but the proxy can resolve reaches a loopback server; any other name gets 502. `seen` keeps what arrived. The http
+proxy (`ForwardProxy`) takes absolute-form requests and, with `credentials` ("user:password"), answers 407 to a
+request without them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import aiohttp
@@ -65,3 +67,54 @@ class ForwardProxy(LoopbackServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class ConnectProxy:
+    """A tunnelling proxy on 127.0.0.1 for https URLs: `CONNECT host:port`, with hosts looked up in `hosts` only.
+
+    `seen` keeps each CONNECT target; the bytes inside the tunnel (TLS) are relayed untouched.
+    """
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        self.hosts = hosts
+        self.seen: list[str] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            self.seen.append(f"{method} {target}")
+            host, _, port = target.rpartition(":")
+            if method != "CONNECT" or host not in self.hosts:
+                writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.hosts[host], int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(_relay(reader, upstream_writer), _relay(upstream_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> ConnectProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()

@@ -15,9 +15,10 @@ import ssl
 import subprocess
 
 import pytest
+from aiohttp import web
 from aiohttp.helpers import get_env_proxy_for_url
 from fake_openai import FakeOpenAI
-from forward_proxy import ForwardProxy
+from forward_proxy import ConnectProxy, ForwardProxy
 from qa_run import answer, doc_text, lcsynth, read_jsonl, write_corpus, write_recipe
 from test_http1 import ScriptedServer, ok
 from yarl import URL
@@ -140,14 +141,25 @@ def test_aiohttp_client_request_and_reply_as_the_small_client_gives_them(proxy_e
     assert b"\r\nAuthorization: Bearer k\r\n" in head
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
-def test_https_checks_certificates_and_loopback_https_skips_the_proxy(tmp_path, monkeypatch, proxy_env):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+def certificate(folder, subject_alt_name: str):
+    """A self-signed key and certificate (PEM files) for `subject_alt_name`."""
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+                    "-addext", f"subjectAltName={subject_alt_name}", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
+    return key, cert
+
+
+def tls_server(key, cert) -> ssl.SSLContext:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
+    return tls
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_checks_certificates_and_loopback_https_skips_the_proxy(tmp_path, monkeypatch, proxy_env):
+    key, cert = certificate(tmp_path, "IP:127.0.0.1")
+    tls = tls_server(key, cert)
     proxy_env(HTTPS_PROXY="http://127.0.0.1:9")  # nothing listens there: a proxied request would fail
 
     async def main(trusted: bool):
@@ -306,6 +318,45 @@ def test_the_aiohttp_route_keeps_retries_timeouts_and_rejects(proxy_env, script,
             await backend.aclose()
 
     assert with_proxy(test, script=script) == outcome
+
+
+class TlsFakeOpenAI(FakeOpenAI):
+    """The fake OpenAI server behind TLS."""
+
+    def __init__(self, tls: ssl.SSLContext, **options) -> None:
+        super().__init__(**options)
+        self.tls = tls
+
+    async def __aenter__(self) -> TlsFakeOpenAI:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_through_the_https_proxy_tunnel(tmp_path, monkeypatch, proxy_env):
+    cert = certificate(tmp_path, "DNS:llm.internal")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert[1]))
+
+    async def main():
+        async with TlsFakeOpenAI(tls_server(*cert)) as fake, ConnectProxy({"llm.internal": "127.0.0.1"}) as tunnel:
+            proxy_env(HTTPS_PROXY=tunnel.url, HTTP_PROXY="http://127.0.0.1:9")  # the http one would fail
+            backend = backend_for(f"https://llm.internal:{fake.port}/v1", max_retries=0)
+            try:
+                await backend.start()
+                return (await backend.complete(CHAT)).text, tunnel.seen, fake.port
+            finally:
+                await backend.aclose()
+
+    text, seen, port = run(main())
+    assert text == "fine"
+    assert seen and set(seen) == {f"CONNECT llm.internal:{port}"}  # the SDK's check and the request both tunnelled
 
 
 # --- the real command line ------------------------------------------------------------------------------------
