@@ -359,6 +359,28 @@ def test_https_through_the_https_proxy_tunnel(tmp_path, monkeypatch, proxy_env):
     assert seen and set(seen) == {f"CONNECT llm.internal:{port}"}  # the SDK's check and the request both tunnelled
 
 
+def test_a_refused_tunnel_fails_in_one_line_without_the_proxy_password(proxy_env):
+    async def main():
+        async with ConnectProxy({}) as tunnel:  # resolves nothing: every CONNECT gets 502
+            proxy_env(HTTPS_PROXY=tunnel.url.replace("://", "://alice:s3cret@"))
+            backend = backend_for("https://llm.internal/v1", max_retries=0)
+            try:
+                with pytest.raises(BackendError) as start:
+                    await backend.start()
+                with pytest.raises(Reject) as request:
+                    await backend.complete(CHAT)
+            finally:
+                await backend.aclose()
+            return str(start.value), request.value.detail, tunnel.seen
+
+    message, detail, seen = run(main())
+    assert seen == ["CONNECT llm.internal:443"] * 2
+    assert re.fullmatch(r"cannot reach https://llm\.internal/v1/? through the proxy http://127\.0\.0\.1:\d+ "
+                        r"\(are the server and the proxy running\?\)", message)
+    assert detail.startswith("ClientHttpProxyError: 502") and "\n" not in detail
+    assert "s3cret" not in detail and "alice" not in detail
+
+
 # --- the real command line ------------------------------------------------------------------------------------
 
 def test_lcsynth_generate_through_the_proxy_and_without_it(tmp_path, proxy_env):

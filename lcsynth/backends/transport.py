@@ -21,12 +21,15 @@ start-up check tests the way the generation requests go.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
 from lcsynth.backends.http1 import Http1Client, HttpReply, is_loopback
+
+USERINFO = re.compile(r"(\w+://)[^/@\s'\"]*@")  # the user:password@ of a URL in a message
 
 
 class Route(NamedTuple):
@@ -146,8 +149,9 @@ class AiohttpClient:
                 return HttpReply(response.status, headers, raw)
         except asyncio.TimeoutError:
             raise
-        except aiohttp.ClientError as exc:
-            raise ClientFault(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        except aiohttp.ClientError as exc:  # its text may quote the proxy URL, credentials and all
+            text = USERINFO.sub(r"\1", str(exc))
+            raise ClientFault(f"{type(exc).__name__}: {text[:200]}") from None
 
     async def close(self) -> None:
         """Close the session and its connections."""
