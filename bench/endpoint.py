@@ -8,11 +8,14 @@ prompts then go through, each client in its own fresh process, one after another
 - `curator` / `distilabel`: the peers, run from their own virtual environment (see `--peers-python`);
 - `lcsynth`: a real run end to end: the `template` method renders each prompt from a corpus document, the
   openai backend sends it, the JSON answer is validated against the template's schema, cached, and written
-  as an SFT row.
+  as an SFT row;
+- `lcsynth-aiohttp`: the same run with its generation requests posted by aiohttp, the client every endpoint
+  that is not plain http on loopback gets (remote, https, proxied): what leaving the loopback client costs.
 
 The table also shows each client's own CPU time per request (all its threads), which load on a shared
 machine disturbs far less than requests/s. Ratios printed last: lcsynth / aiohttp (target >= 0.6),
-lcsynth / curator (>= 4), lcsynth / best peer, and, at low concurrency, lcsynth / bare SDK (>= 1.0).
+lcsynth / curator (>= 4), lcsynth / best peer, at low concurrency lcsynth / bare SDK (>= 1.0), and
+lcsynth through aiohttp / aiohttp (no target: what an endpoint off loopback costs in client CPU).
 Nothing is downloaded; the server listens on 127.0.0.1 only.
 
 Run: python -m bench endpoint [--requests 2000] [--concurrency 256] [--latency 0.05] [--quick]
@@ -34,7 +37,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ANSWER = json.dumps({"question": "Which module does the text describe?", "answer": "the sqlite3 module"})
-CLIENTS = ["aiohttp", "openai-httpx", "openai-aiohttp", "lcsynth", "curator", "distilabel"]
+CLIENTS = ["aiohttp", "openai-httpx", "openai-aiohttp", "lcsynth", "lcsynth-aiohttp", "curator", "distilabel"]
 PEERS = {"curator", "distilabel"}
 MODEL = "bench-model"
 
@@ -214,10 +217,29 @@ def run_lcsynth(url: str, corpus: Path, concurrency: int, profile: Path | None) 
             "cpu": summary.timings.get("generation_cpu_seconds")}
 
 
+def force_aiohttp_route() -> list[int]:
+    """Make the openai backend post with aiohttp even to loopback; the list counts the clients opened."""
+    from lcsynth.backends import openai_compat
+    from lcsynth.backends.transport import AiohttpClient
+
+    opened: list[int] = []
+
+    def open_client(base_url: str, headers: dict[str, str], timeout: float) -> AiohttpClient:
+        opened.append(1)
+        return AiohttpClient(base_url, headers, timeout)
+
+    openai_compat.open_client = open_client  # type: ignore[assignment]
+    return opened
+
+
 def client_main(name: str, url: str, work: Path, concurrency: int, profile: Path | None) -> None:
     """Run one client over the prepared work and print {"ok": ..., "seconds": ...}."""
-    if name == "lcsynth":
-        print(json.dumps(run_lcsynth(url, work / "corpus.jsonl", concurrency, profile)))
+    if name in ("lcsynth", "lcsynth-aiohttp"):
+        opened = force_aiohttp_route() if name == "lcsynth-aiohttp" else [1]
+        result = run_lcsynth(url, work / "corpus.jsonl", concurrency, profile)
+        if not opened:
+            raise SystemExit("the run did not take the aiohttp route")
+        print(json.dumps(result))
         return
     prompts = load_prompts(work / "prompts.jsonl")
     started, cpu = time.perf_counter(), time.process_time()
@@ -346,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsummary: lcsynth/aiohttp requests/s ratio {ratio(best, 'lcsynth', 'aiohttp')} (target >= 0.6); "
           f"lcsynth/curator {ratio(best, 'lcsynth', 'curator')} (target >= 4); "
           f"lcsynth/best peer {ratio(best, 'lcsynth', peer_best) if peer_best else 'n/a'} (target >= 1); "
-          f"lcsynth/bare SDK at concurrency {args.low_concurrency} {ratio(low, 'lcsynth', low_sdk)} (target >= 1)")
+          f"lcsynth/bare SDK at concurrency {args.low_concurrency} {ratio(low, 'lcsynth', low_sdk)} (target >= 1); "
+          f"lcsynth through aiohttp/aiohttp {ratio(best, 'lcsynth-aiohttp', 'aiohttp')}")
     return 0
 
 

@@ -1,11 +1,9 @@
-"""The generation requests' HTTP/1.1 client against scripted loopback servers: framing, reuse, failures, TLS."""
+"""The loopback HTTP/1.1 client against scripted loopback servers: framing, reuse, failures."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -170,25 +168,3 @@ def test_header_values_cannot_inject_lines():
         Http1Client("http://127.0.0.1:1", {"OpenAI-Project": "p\r\nX-Evil: 1"}, 5)
     with pytest.raises(ValueError, match="http"):
         Http1Client("ftp://127.0.0.1/v1", {}, 5)
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
-def test_https_with_certificate_verification(tmp_path, monkeypatch):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-
-    async def main(trusted: bool):
-        async with ScriptedServer(lambda n, r: ok(b'{"secure": true}'), tls=tls) as server:
-            client = Http1Client(f"https://127.0.0.1:{server.port}/v1", {}, 5)
-            if trusted:
-                return await client.post("/chat/completions", b"{}")
-            with pytest.raises(ssl.SSLCertVerificationError):
-                await client.post("/chat/completions", b"{}")
-
-    run(main(trusted=False))  # a certificate nobody vouches for is refused
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    assert run(main(trusted=True)).body == b'{"secure": true}'

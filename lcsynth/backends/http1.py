@@ -1,9 +1,18 @@
-"""A small HTTP/1.1 client for the generation requests: JSON POSTs over kept-alive connections, nothing else.
+"""A small HTTP/1.1 client for generation requests to a server on this machine: JSON POSTs over kept-alive connections.
 
 A general client (aiohttp, httpx) spends 150 µs or more of CPU on each request for features these requests
 never use; at thousands of requests per second that, not the server, limits a run. This one writes the
 request in one piece and parses the reply (Content-Length, chunked, or read to the close) in a protocol
 callback. Everything else (the models list, scoring) still goes through the `openai` SDK.
+
+It serves only plain `http://` to a loopback address (127.0.0.0/8, ::1, `localhost`, 0.0.0.0; `is_loopback`),
+where what it leaves out is never needed: no proxy applies (loopback bypasses proxies, see `transport.py`) and
+there is no TLS to do. It keeps what a local server may send: kept-alive connections, Content-Length, chunked
+and read-to-close bodies, interim 1xx replies, gzip or deflate bodies sent unasked; one deadline covers
+connecting and the reply; like the aiohttp route it follows no redirect and keeps no cookie. Retries,
+Retry-After, rejects and error messages belong to the backend and are the same on both routes. Every other URL
+goes through aiohttp (`transport.AiohttpClient`); `python -m bench endpoint` measures what this client saves
+(its `lcsynth` against its `lcsynth-aiohttp` row).
 
 Failures are plain exceptions: `asyncio.TimeoutError` when no complete reply came within the timeout,
 `ConnectionError` (or another `OSError`) when the connection failed or dropped, `HttpProtocolError` for a
@@ -14,13 +23,31 @@ once more on a new one.
 from __future__ import annotations
 
 import asyncio
-import ssl
+import ipaddress
 import zlib
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 2**20
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine's loopback.
+
+    0.0.0.0 and :: count: connecting to them reaches this machine, and servers print them as their address.
+
+    >>> [is_loopback(h) for h in ("127.0.0.1", "127.8.0.2", "[::1]", "LOCALHOST", "0.0.0.0", "10.0.0.1", "llm.test")]
+    [True, True, True, True, True, False, False]
+    """
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 class HttpProtocolError(Exception):
@@ -201,20 +228,20 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Client:
-    """POSTs to paths under `base_url` with fixed `headers`, over a pool of kept-alive connections.
+    """POSTs to paths under `base_url` (plain http, a loopback host) with fixed `headers`, over kept-alive connections.
 
-    The caller bounds how many requests are in flight; the pool keeps as many connections as were needed.
+    Any other URL is refused with ValueError, so this client cannot bypass a proxy or TLS by mistake. The caller
+    bounds how many requests are in flight; the pool keeps as many connections as were needed.
     """
 
     def __init__(self, base_url: str, headers: dict[str, str], timeout: float) -> None:
         url = urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url}")
+        if url.scheme != "http" or not url.hostname or not is_loopback(url.hostname):
+            raise ValueError(f"not a plain http URL to a loopback address: {base_url}")
         self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.ssl = ssl.create_default_context() if url.scheme == "https" else None
+        self.port = url.port or 80
         self.prefix, self.query = url.path.rstrip("/"), url.query
-        default_port = self.port == (443 if url.scheme == "https" else 80)
+        default_port = self.port == 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         lines = [f"Host: {host if default_port else f'{host}:{self.port}'}"]
         for name, value in headers.items():
@@ -247,7 +274,7 @@ class Http1Client:
 
     async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        connect = loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
+        connect = loop.create_connection(_Connection, self.host, self.port)
         _, connection = await asyncio.wait_for(connect, max(deadline - loop.time(), 0.001))
         return connection
 

@@ -14,8 +14,16 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from lcsynth import __version__
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
-from lcsynth.backends.http1 import Http1Client, HttpProtocolError
+from lcsynth.backends.http1 import HttpProtocolError
 from lcsynth.backends.limits import MinuteRateLimiter
+from lcsynth.backends.transport import (
+    PostClient,
+    choose_route,
+    fault_text,
+    open_client,
+    sdk_route_options,
+    shown_proxy,
+)
 from lcsynth.chat import context_length_from_metadata, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
@@ -95,9 +103,11 @@ class RetryAfterOrBackoff:
 class OpenAIBackend:
     """Chat requests go to /chat/completions, raw prompts to /completions; both retried and rate limited.
 
-    Generation requests are posted by a small HTTP/1.1 client (`http1.py`, kept-alive connections): the
-    `openai` SDK's, and even aiohttp's, per-request work costs more CPU than everything else lcsynth does per
-    request. The SDK still serves the rare calls (`/models` at start, prompt log-probs for scoring).
+    Generation requests to a server on this machine are posted by a small HTTP/1.1 client (`http1.py`,
+    kept-alive connections): the `openai` SDK's, and even aiohttp's, per-request work costs more CPU than
+    everything else lcsynth does per request. Requests to any other server go through aiohttp with the
+    environment's proxies (`transport.py` has the rule). The SDK still serves the rare calls (`/models` at
+    start, prompt log-probs for scoring), on the same route.
     """
 
     def __init__(self, spec: BackendSpec) -> None:
@@ -112,9 +122,10 @@ class OpenAIBackend:
         self._slots: asyncio.Semaphore | None = None
         self._wait = RetryAfterOrBackoff(spec.retry_backoff, spec.retry_backoff_max)
         api_key = self._api_key(spec)
+        sdk_base = spec.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         self.client = openai.AsyncOpenAI(
             base_url=spec.base_url, api_key=api_key, timeout=spec.timeout, max_retries=0,
-            http_client=openai.DefaultAioHttpClient(timeout=spec.timeout),
+            http_client=openai.DefaultAioHttpClient(timeout=spec.timeout, **sdk_route_options(sdk_base)),
         )
         self._base = str(self.client.base_url).rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
@@ -122,7 +133,7 @@ class OpenAIBackend:
         for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
             if os.environ.get(variable):
                 self._headers[header] = os.environ[variable]
-        self._http: Http1Client | None = None
+        self._http: PostClient | None = None
 
     @staticmethod
     def _api_key(spec: BackendSpec) -> str:
@@ -159,16 +170,19 @@ class OpenAIBackend:
         """Check once that the endpoint answers and serves the model, so a typo fails in one line."""
         import openai
 
+        proxy = choose_route(self._base).proxy
+        through = f" through the proxy {shown_proxy(proxy)}" if proxy else ""
         try:
             served = [m.id async for m in self.client.models.list()]
         except openai.APIConnectionError:
-            raise BackendError(f"cannot reach {self.client.base_url} (is the server running?)") from None
+            running = "are the server and the proxy running?" if proxy else "is the server running?"
+            raise BackendError(f"cannot reach {self.client.base_url}{through} ({running})") from None
         except openai.AuthenticationError:
             raise BackendError(f"{self.client.base_url} refused the API key (401)") from None
         except openai.APIStatusError as exc:
             if exc.status_code == 404:
                 return  # some servers have no /models; requests will tell
-            raise BackendError(f"{self.client.base_url}/models answered {exc.status_code}") from None
+            raise BackendError(f"{self.client.base_url}/models answered {exc.status_code}{through}") from None
         if served and self.spec.model not in served:
             raise BackendError(f"backend.model: '{self.spec.model}' is not served by {self.client.base_url} "
                                f"(it serves: {', '.join(served[:10])})")
@@ -180,13 +194,13 @@ class OpenAIBackend:
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` as JSON to the endpoint and return the decoded reply; failures as Endpoint* errors."""
         if self._http is None:
-            self._http = Http1Client(self._base, self._headers, self.spec.timeout)
+            self._http = open_client(self._base, self._headers, self.spec.timeout)
         try:
             status, headers, raw = await self._http.post(path.removeprefix("/v1"), dumps_wire(body))
         except asyncio.TimeoutError:
             raise EndpointFault(f"no answer within backend.timeout={self.spec.timeout:g}s") from None
         except (OSError, HttpProtocolError) as exc:
-            raise EndpointFault(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            raise EndpointFault(fault_text(exc)) from None
         if status >= 400:
             raise EndpointStatus(status, headers, _reply_message(raw))
         try:
