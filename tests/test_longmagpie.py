@@ -79,7 +79,24 @@ def test_degenerate_queries_are_rejected_with_a_reason(scripted, query, params, 
     with pytest.raises(Reject) as caught:
         run(backend, params)
     assert caught.value.reason == reason
-    assert len(backend.history) == 1  # nothing is paid for answering a rejected query
+    # each of the query_attempts (3) self-queries used another seed; nothing is paid for answering a rejected one
+    assert len(backend.history) == 3 and len({r.seed for r in backend.history}) == 3
+    assert all(r.prompt == backend.history[0].prompt for r in backend.history)
+
+
+def test_a_failed_self_query_is_asked_again_with_another_seed(scripted):
+    replies = iter(["A:", "Write a list.", "How does the json module decode JSON?", "It parses text into objects."])
+
+    def reply(request):
+        return text(next(replies))
+
+    backend = scripted(reply)
+    (record,) = run(backend)
+    assert record.row["messages"][0]["content"].endswith("How does the json module decode JSON?")
+    assert record.meta["query_attempts"] == 3 and len(backend.history) == 4
+    once = scripted(two_turns("Which functions does it offer?"))
+    (record,) = run(once, {"query_attempts": 1})
+    assert "query_attempts" not in record.meta and len(once.history) == 2
 
 
 def test_first_line_filter_keeps_instructions(scripted):

@@ -69,3 +69,19 @@ def test_unusable_pairs_become_rejects_with_reasons(tmp_path, scripted):
     assert refusing.rejects == {"chosen_refusal": 2}
     (reject,) = read(refusing.run_dir / "rejects.jsonl")[:1]
     assert reject["raw"].startswith("I'm sorry")
+
+
+def test_bulleted_or_surplus_questions_are_read_and_statements_are_not(tmp_path, scripted):
+    """Small models bullet their questions or write one too many; a list of statements still yields nothing."""
+    bullets = ('Here are the questions:\n* "What does it parse from text?"\n- Which options change the output?\n'
+               '- How are decoding errors shown?\n* What does the call return to you?\n- One more question here?')
+    bulleted, _ = run(tmp_path, scripted, answers("The span says dumps writes JSON text.",
+                                                   "The whole page lists many functions.", questions=bullets))
+    rows = read(bulleted.run_dir / "dpo-00000.jsonl")
+    assert len(rows) == 2 and bulleted.rejects == {}
+    asked = {r["prompt"][1]["content"] for r in rows}
+    assert all(any(q in a for q in ("parse from text", "options change", "decoding errors", "call return"))
+               for a in asked)  # the fifth (surplus) question is never used
+    statements, _ = run(tmp_path, scripted, answers("a b", "c d", questions="* It parses.\n* It has options.\n"
+                                                     "* It shows errors.\n* It returns values."), "statements")
+    assert statements.rejects == {"wrong_question_count": 2}

@@ -1,6 +1,7 @@
 """The openai backend against a scripted loopback server (a fake): limits, retries, errors, request shapes."""
 
 import asyncio
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -176,3 +177,23 @@ def test_configuration_mistakes(monkeypatch):
     monkeypatch.setenv("LCSYNTH_TEST_KEY", "sk-test")
     backend = backend_for("http://127.0.0.1:9/v1", api_key_env="LCSYNTH_TEST_KEY")
     assert backend.client.api_key == "sk-test" and backend.context_length == 8192
+
+
+@pytest.mark.parametrize("mode", ["json_schema", "vllm"])
+def test_decoders_get_the_schema_without_patterns_and_outputs_are_checked_against_it_all(mode):
+    """A decoder makes the whole string match a `pattern` (JSON Schema only asks for a match somewhere), so a
+    question pattern like `\\?\\s*$` would force "?" alone: patterns stay out of what the server decodes with."""
+    from lcsynth.schemas import load_schema
+
+    schema = load_schema("verifiable_question")
+
+    async def test(fake):
+        backend = backend_for(fake.url, structured_output=mode)
+        await backend.complete(Request.chat([{"role": "user", "content": "x"}], json_schema=schema))
+        await backend.aclose()
+        return fake.bodies
+
+    (body,) = with_server(test)
+    sent = json.dumps(body)
+    assert '"pattern"' not in sent and '"minLength": 8' in sent and '"required": ["question"]' in sent
+    assert schema["properties"]["question"]["pattern"]  # the template's own schema keeps it for validation

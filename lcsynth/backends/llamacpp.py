@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
+from lcsynth.backends.decoding import decoding_schema
 from lcsynth.chat import ChatTemplate, context_length_from_metadata, template_from_metadata
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
@@ -182,20 +183,14 @@ GRAMMAR_MAX_LENGTH = 500
 def grammar_schema(schema: Any) -> Any:
     r"""The schema as llama.cpp's grammar converter can take it: no `pattern`, no large `maxLength`.
 
-    Regex grammars replace JSON string rules (a pattern string may then hold bare quotes and run past
-    its closing quote), and long length bounds exceed the grammar's repetition limit, so the grammar
-    keeps types, required keys and short bounds. Outputs are validated against the full schema afterwards.
+    Beyond `decoding_schema`'s reason for dropping patterns, regex grammars replace JSON string rules (a pattern
+    string may then hold bare quotes and run past its closing quote), and long length bounds exceed the
+    grammar's repetition limit. Outputs are validated against the full schema afterwards.
 
     >>> grammar_schema({"properties": {"q": {"type": "string", "pattern": "a+", "maxLength": 1500}}})
     {'properties': {'q': {'type': 'string'}}}
     """
-    if isinstance(schema, dict):
-        return {k: grammar_schema(v) for k, v in schema.items()
-                if not (k == "pattern" and isinstance(v, str))
-                and not (k == "maxLength" and isinstance(v, int) and v > GRAMMAR_MAX_LENGTH)}
-    if isinstance(schema, list):
-        return [grammar_schema(v) for v in schema]
-    return schema
+    return decoding_schema(schema, GRAMMAR_MAX_LENGTH)
 
 
 @functools.lru_cache(maxsize=32)

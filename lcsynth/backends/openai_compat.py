@@ -14,6 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from lcsynth import __version__
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
+from lcsynth.backends.decoding import decoding_schema
 from lcsynth.backends.http1 import HttpProtocolError
 from lcsynth.backends.limits import MinuteRateLimiter
 from lcsynth.backends.transport import (
@@ -313,7 +314,7 @@ def openai_body(request: Request, model: str, structured_output: str, options: d
         body["stop"] = list(request.stop)
     chat = request.prompt is None
     body.update({"messages": request.message_dicts()} if chat else {"prompt": request.prompt})
-    schema = request.json_schema
+    schema = None if request.json_schema is None else decoding_schema(request.json_schema)
     if schema is not None and structured_output == "vllm":
         body["structured_outputs"] = {"json": schema}
     elif schema is not None and structured_output == "json_object":

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
+from lcsynth.backends.decoding import decoding_schema
 from lcsynth.chat import ChatTemplate, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, MissingExtra, Reject
@@ -104,7 +105,7 @@ class VLLMBackend:
         if request.json_schema is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
-            extra["structured_outputs"] = StructuredOutputsParams(json=request.json_schema)
+            extra["structured_outputs"] = StructuredOutputsParams(json=decoding_schema(request.json_schema))
         return SamplingParams(**sampling_kwargs(request), **extra)
 
     def prompt_ids(self, request: Request) -> list[int]:

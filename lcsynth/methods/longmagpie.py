@@ -8,7 +8,7 @@ user turn is self-written too (`turns`).
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +41,8 @@ class LongMagpieParams(BaseModel):
     min_query_chars: int = Field(default=8, ge=1)
     max_query_chars: int = Field(default=1500, ge=1)
     max_repetition: float = Field(default=0.5, gt=0, le=1)
+    # a self-query that asks nothing usable is asked again with another seed, up to this many times in all
+    query_attempts: int = Field(default=3, ge=1, le=16)
     keep_truncated_answers: bool = False
     turns: int = Field(default=1, ge=1, le=16)
     documents: int = Field(default=1, ge=1, le=32)  # a context holds n ~ U{1..documents} documents
@@ -77,16 +79,15 @@ class LongMagpieMethod(Method):
         stop = ("\n",) if self.params.query_filter != "none" else ()
         turns: list[tuple[str, str]] = []
         answer_messages: list[dict[str, str]] = []
-        answer_tokens = 0
+        answer_tokens, attempts = 0, 1
         for turn in range(self.params.turns):
             if turn:
                 query_seed, answer_seed = rng.randrange(2**31), rng.randrange(2**31)
             history = [m for q, a in turns for m in ({"role": "user", "content": q},
                                                       {"role": "assistant", "content": a})]
             prompt = ctx.backend.chat_template.self_query_prompt([*context, *history])
-            raw = await ctx.complete(template_request(query_template, RenderedPrompt(prompt=prompt), query_seed,
-                                                      self.params.query_max_tokens, self.params.temperature, stop))
-            query = self.clean_query(raw.text, text)
+            query, raw, tries = await self.self_query(ctx, query_template, prompt, query_seed, stop, text)
+            attempts = max(attempts, tries)
             ctx.check({"query": query}, query_template.schema() or "longmagpie_query", "invalid_query", raw.text)
             if any(query == earlier for earlier, _ in turns):
                 raise Reject("repeated_query", f"turn {turn + 1} asks turn {[q for q, _ in turns].index(query) + 1}'s "
@@ -121,9 +122,27 @@ class LongMagpieMethod(Method):
             "prompt_tokens": answered.usage.prompt_tokens,
             "answer_tokens": answer_tokens,
             **({"turns": len(turns)} if self.params.turns > 1 else {}),
+            **({"query_attempts": attempts} if attempts > 1 else {}),
             **layout,
         }
         return [Record(self.kind, {"messages": conversation}, meta)]
+
+    async def self_query(self, ctx: MethodContext, template: Any, prompt: str, seed: int, stop: tuple[str, ...],
+                         document: str) -> tuple[str, Completion, int]:
+        """The cleaned self-query, its completion and the attempts it took; a retry only changes the seed.
+
+        Every attempt must pass the same checks (`clean_query`); the last attempt's reject is raised.
+        """
+        for attempt in range(self.params.query_attempts):
+            raw = await ctx.complete(template_request(template, RenderedPrompt(prompt=prompt),
+                                                      (seed + attempt * 1_000_003) % 2**31,
+                                                      self.params.query_max_tokens, self.params.temperature, stop))
+            try:
+                return self.clean_query(raw.text, document), raw, attempt + 1
+            except Reject:
+                if attempt + 1 == self.params.query_attempts:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def context(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[str, dict[str, object]]:
         """The text the model reads, and how it was laid out (for meta).

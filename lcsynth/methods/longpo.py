@@ -23,6 +23,7 @@ from lcsynth.templates import template_request
 
 _MARKUP_TOKENS = 64
 _NUMBERED = re.compile(r"^\s*(\d+)\s*[:.)]\s*(.+?)\s*$", re.M)
+_BULLETED = re.compile(r"^\s*[*\-\u2022]\s+(.+?\?)[\"\u201d']?\s*$", re.M)
 LEAD_INS = (
     "Based on the text above, ",
     "Using the document above, ",
@@ -49,12 +50,20 @@ class LongPOParams(BaseModel):
 
 
 def numbered_questions(text: str) -> list[str]:
-    r"""Questions written as `1: …`, `2: …` (or `1.`/`1)`), in order.
+    r"""Questions written as `1: …`, `2: …` (or `1.`/`1)`), in order; failing those, bulleted lines that ask.
+
+    Small models often bullet their list (`* "Why …?"`) whatever the instruction says; a bulleted line counts
+    only when it is a question (ends with `?`), and surrounding quotes are dropped.
 
     >>> numbered_questions("1: Why?\n2) How so?\nnoise")
     ['Why?', 'How so?']
+    >>> numbered_questions('Here they are:\n* "Why does it fail?"\n- How is it fixed?\n- A statement.')
+    ['Why does it fail?', 'How is it fixed?']
     """
-    return [m.group(2) for m in _NUMBERED.finditer(text)]
+    numbered = [m.group(2) for m in _NUMBERED.finditer(text)]
+    if numbered:
+        return numbered
+    return [m.group(1).lstrip("\"\u201c'").strip() for m in _BULLETED.finditer(text)]
 
 
 class LongPOMethod(Method):
@@ -88,11 +97,11 @@ class LongPOMethod(Method):
             asking, ctx.render(asking, passage=chunk, count=self.params.questions, meta=doc.meta), rng.randrange(2**31),
             self.params.instruction_max_tokens, self.params.temperature))
         questions = [q for q in numbered_questions(written.text) if len(re.findall(r"[^\W\d_]{2,}", q)) >= 3]
-        if len(questions) != self.params.questions:
+        if len(questions) < self.params.questions:
             raise Reject("wrong_question_count", f"{len(questions)} numbered questions of 3+ words, "
                          f"want {self.params.questions}",
                          raw=written.text)
-        question = rng.choice(questions)
+        question = rng.choice(questions[: self.params.questions])  # extra questions are surplus, not a fault
         if question[1:2].islower():  # "What is…" reads on after the lead-in as "what is…"
             question = question[0].lower() + question[1:]
         instruction = rng.choice(LEAD_INS) + question
