@@ -1,7 +1,7 @@
 """The experiment's text, from Debian's documentation packages: a training corpus and a separate haystack.
 
-- training corpus: the Linux kernel's documentation (`linux-doc-6.1`, reStructuredText sources) and Python's
-  (`python3.11-doc`, the same), one JSONL document per page;
+- training corpus: the Linux kernel's documentation (`linux-doc-6.1`, reStructuredText sources, English pages:
+  its `translations/` are left out) and Python's (`python3.11-doc`, the same), one JSONL document per page;
 - haystack for the probes: Perl's manual pages (`perl-doc`, POD), prose paragraphs only.
 
 `python -m bench quality corpus --out DIR` downloads the three packages with `apt-get download` (the package
@@ -83,7 +83,7 @@ def documents(package: str, deb: Path) -> Iterator[dict[str, str]]:
             if not path.endswith(".pod") or Path(path).stem.startswith(SKIP_POD):
                 continue
             body = pod_prose(text)
-        elif path.endswith(".rst.txt") and "/_sources/" in path:
+        elif path.endswith(".rst.txt") and "/_sources/" in path and "/_sources/translations/" not in path:
             body = rst_text(text)
         else:
             continue
