@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lcsynth.card import redact, secret_values
+from lcsynth.out.card import redact, secret_values
 
 # Variables that recipes named as holding a key: their values are secrets whatever the variables are called.
 _KEY_VARIABLES: set[str] = set()

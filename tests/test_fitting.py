@@ -15,10 +15,10 @@ import pytest
 
 from lcsynth.backends.llamacpp import bundled_gguf
 from lcsynth.config import validate_recipe
-from lcsynth.demo_corpus import iter_demo_documents
-from lcsynth.documents import fitted_documents
-from lcsynth.fitting import Fitter, picklable
-from lcsynth.tokens import fit_tokens, load_tokenizer
+from lcsynth.corpus.demo import iter_demo_documents
+from lcsynth.corpus.documents import fitted_documents
+from lcsynth.corpus.fitting import Fitter, picklable
+from lcsynth.text.tokens import fit_tokens, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,8 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     script.write_text(
         "import sys\n"
         "from lcsynth.backends.llamacpp import bundled_gguf\n"
-        "from lcsynth.fitting import Fitter\n"
-        "from lcsynth.tokens import load_tokenizer\n"
+        "from lcsynth.corpus.fitting import Fitter\n"
+        "from lcsynth.text.tokens import load_tokenizer\n"
         "open(sys.argv[1], 'a').write('ran\\n')\n"
         "fitter = Fitter(load_tokenizer(str(bundled_gguf())), processes=1, start_after=0)\n"
         "fitter.start(wait=True)\n"
@@ -133,8 +133,8 @@ def test_workers_end_when_their_run_is_killed(tmp_path):
     script.write_text(
         "import time\n"
         "from lcsynth.backends.llamacpp import bundled_gguf\n"
-        "from lcsynth.fitting import Fitter\n"
-        "from lcsynth.tokens import load_tokenizer\n"
+        "from lcsynth.corpus.fitting import Fitter\n"
+        "from lcsynth.text.tokens import load_tokenizer\n"
         "fitter = Fitter(load_tokenizer(str(bundled_gguf())), processes=1, start_after=0)\n"
         "fitter.start(wait=True)\n"
         "print(*fitter._pool._processes, flush=True)\n"

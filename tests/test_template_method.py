@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from conftest import text
 
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
 from lcsynth.errors import Reject
 from lcsynth.methods.base import MethodContext, RunCounters, unit_rng
 from lcsynth.methods.template import TemplateMethod, TemplateParams

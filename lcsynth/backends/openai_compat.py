@@ -16,11 +16,11 @@ from lcsynth import __version__
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.backends.http1 import Http1Client, HttpProtocolError
 from lcsynth.backends.limits import MinuteRateLimiter
-from lcsynth.chat import context_length_from_metadata, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
 from lcsynth.fastjson import dumps_wire, loads
-from lcsynth.tokens import Tokenizer, load_tokenizer
+from lcsynth.text.chat import context_length_from_metadata, template_for_tokenizer
+from lcsynth.text.tokens import Tokenizer, load_tokenizer
 
 RETRY_STATUS = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0

@@ -7,10 +7,10 @@ import os
 from typing import Any
 
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
-from lcsynth.chat import ChatTemplate, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, MissingExtra, Reject
-from lcsynth.tokens import HFTokenizer, load_tokenizer
+from lcsynth.text.chat import ChatTemplate, template_for_tokenizer
+from lcsynth.text.tokens import HFTokenizer, load_tokenizer
 
 # Engine settings lcsynth chooses unless the recipe's backend.options say otherwise.
 ENGINE_DEFAULTS: dict[str, Any] = {

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from lcsynth.backends.base import Backend, Completion, Request, Usage, score_digest
-from lcsynth.cache import RequestCache
+from lcsynth.backends.cache import RequestCache
 from lcsynth.config import MethodSpec, format_validation_error
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
 from lcsynth.errors import ConfigError, Reject
+from lcsynth.prompts.schemas import validation_error
+from lcsynth.prompts.templates import PromptTemplate, RenderedPrompt, find_templates, get_template, template_helpers
 from lcsynth.registry import Registry
-from lcsynth.schemas import validation_error
-from lcsynth.templates import PromptTemplate, RenderedPrompt, find_templates, get_template, template_helpers
 
 if TYPE_CHECKING:
-    from lcsynth.store import TokenStore
+    from lcsynth.corpus.store import TokenStore
 
 
 @dataclass
