@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lcsynth.config import Recipe, validate_recipe
 from lcsynth.corpus.demo import iter_demo_documents
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 METHODS = {
     "keychain": {"name": "keychain", "qa": "demo"},

@@ -197,7 +197,7 @@ def lcsynth_recipe(url: str, corpus: Path, root: Path, concurrency: int) -> Any:
 
 def run_lcsynth(url: str, corpus: Path, concurrency: int, profile: Path | None) -> dict[str, Any]:
     """One lcsynth run from an empty cache; requests/s over the generation phase, and rows written."""
-    from lcsynth.run.runner import run_recipe
+    from lcsynth.run.local import run_recipe
 
     with tempfile.TemporaryDirectory() as tmp:
         recipe = lcsynth_recipe(url, corpus, Path(tmp), concurrency)

@@ -34,7 +34,7 @@ from lcsynth.backends.base import Completion, Request, create_backend
 from lcsynth.backends.llamacpp import LlamaCppBackend
 from lcsynth.config import BackendSpec, Recipe, validate_recipe
 from lcsynth.corpus.demo import iter_demo_documents
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 from lcsynth.text.tokens import fit_tokens
 
 CONTEXT_LENGTH = 8192

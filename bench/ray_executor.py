@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lcsynth.config import validate_recipe
 from lcsynth.corpus.demo import write_demo_corpus
-from lcsynth.run.runner import RunSummary, run_recipe
+from lcsynth.run.local import RunSummary, run_recipe
 
 
 def recipe(root: Path, name: str, length: str, samples: int, documents: int):

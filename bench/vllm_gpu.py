@@ -156,7 +156,7 @@ def method_recipe(method: str, corpus: Path, folder: Path, args: argparse.Namesp
 def prefix_caching(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, engines: dict[str, Any],
                    method: str, folder: Path, figures: Figures) -> None:
     """One method end to end on the engine with prefix caching and the one without, interleaved."""
-    from lcsynth.run.runner import run_recipe
+    from lcsynth.run.local import run_recipe
 
     corpus = folder / "corpus.jsonl"
     recipe = method_recipe(method, corpus, folder, args, args.documents)

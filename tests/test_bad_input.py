@@ -28,7 +28,7 @@ from fault_server import FaultServer
 from qa_run import answer, doc_text, qa_recipe, read_jsonl, snapshot, write_corpus, write_recipe
 
 from lcsynth.cli.app import main
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 GOOD = [doc_text(i) for i in range(4)]
 

@@ -12,7 +12,7 @@ from lcsynth.backends.base import Request
 from lcsynth.backends.batch import ingest_results
 from lcsynth.backends.cache import RequestCache
 from lcsynth.errors import InputError
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 def test_cache_round_trip_and_migrations(tmp_path):

@@ -16,7 +16,7 @@ from lcsynth.corpus.demo import iter_demo_documents
 from lcsynth.corpus.store import TokenStore, segment_counts, segment_text
 from lcsynth.methods.keychain import KEY_PATTERNS, UUID_PATTERN, resolve
 from lcsynth.rewards import keychain_reward
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 from lcsynth.text.chat import template_from_metadata
 from lcsynth.text.context_gain import encode_prompt
 from lcsynth.text.lengths import DepthSpec, LengthSpec

@@ -16,7 +16,7 @@ from lcsynth.backends.llamacpp import bundled_gguf
 from lcsynth.backends.openai_compat import OpenAIBackend
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 from lcsynth.text.context_gain import scored_text
 
 

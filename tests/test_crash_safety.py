@@ -25,7 +25,8 @@ from test_pipeline import corpus, numbered_reply, recipe
 from lcsynth.errors import ConfigError, OutputError
 from lcsynth.out.hub import dry_run as write_folder
 from lcsynth.out.sink import RunWriter
-from lcsynth.run.runner import UnitRunner, run_recipe
+from lcsynth.run.local import run_recipe
+from lcsynth.run.runner import UnitRunner
 
 ESSAY = """\
 name: t/essay

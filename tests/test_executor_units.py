@@ -8,7 +8,7 @@ from lcsynth.corpus.readers import Document
 from lcsynth.errors import ConfigError, MissingExtra, Reject
 from lcsynth.methods.base import Record, RunCounters, create_method
 from lcsynth.out.sink import dump_line
-from lcsynth.run.runner import Unit
+from lcsynth.run.plan import Unit
 from lcsynth.run.units import (
     NO_UNIT,
     decode_error,

@@ -14,7 +14,7 @@ import lcsynth
 from lcsynth.errors import ConfigError
 from lcsynth.out.export import export_run, parse_splits
 from lcsynth.rewards import compute_score
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -93,14 +92,13 @@ def test_fitted_documents_are_the_same_with_and_without_workers(tmp_path, tokeni
     recipe = validate_recipe({"corpus": {"type": "jsonl", "path": str(corpus), "min_chars": 400},
                               "backend": {"type": "none"}, "methods": [{"name": "untie_knots"}],
                               "context": {"overflow": "head_tail"}}, "test")
-    backend = SimpleNamespace(tokenizer=tokenizer)
     pooled = Fitter(tokenizer, processes=1, start_after=0)
     pooled.start(wait=True)
     def plain(docs):  # a Reject is an exception: compared by what it says
         return [(doc, None if r is None else (r.reason, r.detail)) for doc, r in docs]
 
-    with_workers = plain(fitted_documents(recipe, backend, 400, fitter=pooled))
-    alone = plain(fitted_documents(recipe, backend, 400, fitter=Fitter(tokenizer, processes=0)))
+    with_workers = plain(fitted_documents(recipe, tokenizer, 400, fitter=pooled))
+    alone = plain(fitted_documents(recipe, tokenizer, 400, fitter=Fitter(tokenizer, processes=0)))
     assert pooled.pooled > 0
     assert with_workers == alone
     assert {r[0] for _, r in alone if r is not None} == {"document_too_short"}

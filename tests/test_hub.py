@@ -18,7 +18,7 @@ from test_construct import construct
 from test_pipeline import corpus, numbered_reply, recipe
 
 from lcsynth.out.card import redact, render_card, secret_values
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 HF_SECRET = "hf_planted_SECRET_123"
 OPENAI_SECRET = "sk-planted-OPENAI-0123456789abcdef"

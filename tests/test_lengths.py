@@ -15,7 +15,7 @@ from tiny_lm import train_tokenizer
 
 from lcsynth.out.export import trainer_settings
 from lcsynth.out.report import row_tokens
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 def read(path):

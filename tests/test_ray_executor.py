@@ -23,7 +23,7 @@ from lcsynth.config import load_recipe, validate_recipe
 from lcsynth.corpus.demo import write_demo_corpus
 from lcsynth.errors import ConfigError
 from lcsynth.out.export import export_run
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 ray = pytest.importorskip("ray")
 from lcsynth.run.ray_executor import RayOptions, run_recipe_on_ray  # noqa: E402

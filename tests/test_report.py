@@ -7,7 +7,7 @@ import sys
 
 from test_pipeline import corpus, numbered_reply, read, recipe
 
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 def test_a_finished_run_has_a_report_with_length_histogram_and_reject_reasons(tmp_path, scripted):

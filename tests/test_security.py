@@ -21,7 +21,7 @@ from test_hub import HF_SECRET, hub  # noqa: F401 - `hub` is a fixture
 
 from lcsynth.errors import ConfigError
 from lcsynth.prompts.templates import load_template_file
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 KEY = "Planted0penAIKey-0123456789"  # shaped like no known token, so only its value can give it away
 WRONG_KEY = "Wr0ngPlantedKey-9876543210"

@@ -22,7 +22,7 @@ from tiny_lm import tiny_llama, train_tokenizer
 
 from lcsynth.out.export import over_limit, trainer_tokenizer
 from lcsynth.rewards import grpo_reward
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 pytestmark = pytest.mark.trainer
 

@@ -15,7 +15,7 @@ from lcsynth.methods.attribute_graph import attributes_of, build_graph, load_gra
 from lcsynth.methods.mixing import numbered_documents
 from lcsynth.methods.wildlong import read_seed_requests
 from lcsynth.prompts.schemas import validation_error
-from lcsynth.run.runner import run_recipe
+from lcsynth.run.local import run_recipe
 
 TABLE = [
     {"task_type": ["summarization"], "tone": ["formal"], "domain": ["law"]},

@@ -81,7 +81,7 @@ def generate(
 
         summary = run_recipe_on_ray(loaded, ray_options, show_progress=not quiet, retry_reasons=retry)
     else:
-        from lcsynth.run.runner import run_recipe
+        from lcsynth.run.local import run_recipe
 
         summary = asyncio.run(run_recipe(loaded, show_progress=not quiet, batch_out=batch_out, retry_reasons=retry))
     if not quiet:

@@ -1,7 +1,8 @@
-"""Corpus documents fitted to the context: read, screened, counted in tokens, cut to the budget.
+"""Corpus documents screened for a run: read, passed over when unusable, counted in tokens, cut to a limit.
 
-`fitted_documents` is the stream every executor plans its units from; the token counting itself goes
-through a `Fitter` (worker processes in longer runs).
+`fitted_documents` is the stream every executor plans its units from. A document too large to read or too
+short to use becomes a reject; the others are counted and, when too long, cut by `text.tokens.fit_tokens`
+(through `fitting.Fitter`, which decides in which process). The limit comes from `run.plan.document_token_limit`.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from lcsynth.backends.base import Backend
 from lcsynth.config import Recipe
 from lcsynth.corpus.fitting import Fitter
 from lcsynth.corpus.readers import Document, iter_documents
 from lcsynth.corpus.store import TokenStore
-from lcsynth.errors import ConfigError, Reject
-from lcsynth.methods.base import Method
+from lcsynth.errors import Reject
+from lcsynth.text.tokens import Tokenizer
 
 
-def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, store: TokenStore | None = None,
+def fitted_documents(recipe: Recipe, tokenizer: Tokenizer, token_limit: int, store: TokenStore | None = None,
                      fitter: Fitter | None = None) -> Iterator[tuple[Document, Reject | None]]:
     """Stream the corpus, fitting each document into `token_limit` tokens or saying why it is skipped.
 
@@ -28,7 +28,7 @@ def fitted_documents(recipe: Recipe, backend: Backend, token_limit: int, store: 
     """
     overflow = recipe.context.overflow
     how = "head" if overflow == "skip" else overflow
-    fitter = fitter or Fitter(backend.tokenizer, processes=0)
+    fitter = fitter or Fitter(tokenizer, processes=0)
     for (doc, skip, known), fitted in fitter.fit(_screened(recipe, token_limit, store), token_limit, how):
         if skip is not None:
             yield doc, skip
@@ -101,19 +101,6 @@ def kept_spans(kept: int, total: int, how: str) -> list[list[int]]:
         return [[0, kept]]
     head = kept - kept // 2
     return [[0, head], [total - kept // 2, total]]
-
-
-def document_token_limit(recipe: Recipe, backend: Backend, methods: list[Method]) -> int:
-    """Tokens a document may take: the context minus the largest method budget, capped by the recipe."""
-    limit = backend.context_length - max(m.reserved_tokens() for m in methods)
-    if recipe.context.max_document_tokens:
-        limit = min(limit, recipe.context.max_document_tokens)
-    if limit <= 0:
-        raise ConfigError(
-            f"context: the model's {backend.context_length}-token context leaves no room for documents "
-            "after the methods' generation budgets; lower the max_tokens parameters or raise backend.context_length"
-        )
-    return limit
 
 
 def document_stats() -> dict[str, int]:

@@ -1,4 +1,6 @@
-"""Documents fitted to the token budget by worker processes, ahead of the run and in corpus order.
+"""Where documents are counted and cut: worker processes ahead of the run, in corpus order, or in place.
+
+`Fitter` only schedules; the count and the cut of each text are `text.tokens.fit_tokens`.
 
 Counting a document's tokens is the one per-document cost that grows with the document, and in the event
 loop's process it competes with sending requests and writing rows. Once a run has fitted `start_after`

@@ -26,18 +26,11 @@ from lcsynth.corpus.documents import document_stats
 from lcsynth.errors import ConfigError, MissingExtra, Reject
 from lcsynth.methods.base import Method, RunCounters
 from lcsynth.out.sink import RunWriter
+from lcsynth.run.local import RunSummary, check_corpus_was_read, finish_run, rates
+from lcsynth.run.plan import method_context, unit_total
 from lcsynth.run.progress import RunProgress
-from lcsynth.run.runner import (
-    RunStart,
-    RunSummary,
-    UnitRunner,
-    check_corpus_was_read,
-    finish_run,
-    guarded_run,
-    method_context,
-    rates,
-    unit_total,
-)
+from lcsynth.run.resume import RunStart, guarded_run
+from lcsynth.run.runner import UnitRunner
 from lcsynth.run.units import NO_UNIT, decode_error, decode_outcome
 
 if TYPE_CHECKING:

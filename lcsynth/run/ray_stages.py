@@ -25,7 +25,8 @@ from lcsynth.config import Recipe
 from lcsynth.errors import BackendError, InputError, LcsynthError
 from lcsynth.methods.base import MethodContext, RunCounters, create_method
 from lcsynth.out.filters import check_scoring, create_filters
-from lcsynth.run.runner import method_context, run_unit
+from lcsynth.run.plan import method_context
+from lcsynth.run.runner import run_unit
 from lcsynth.run.units import NO_UNIT, decode_unit, encode_error, encode_outcome, planned_units
 
 PLAN_COLUMNS = ("index", "unit", "documents_read", "documents_truncated", "document_tokens")

@@ -19,7 +19,9 @@ from lcsynth.corpus.documents import counted_documents, document_stats, fitted_d
 from lcsynth.corpus.readers import Document
 from lcsynth.errors import LcsynthError, Reject
 from lcsynth.methods.base import Method, Record, RunCounters, create_method
-from lcsynth.run.runner import Outcome, Unit, method_context, plan_units, unit_id
+from lcsynth.run.plan import Unit, method_context, plan_units
+from lcsynth.run.resume import unit_id
+from lcsynth.run.runner import Outcome
 
 NO_UNIT = -1  # the index of a plan row that carries only document counts
 
@@ -109,7 +111,7 @@ def planned_units(recipe: Recipe, store_folder: Path | None, first_unit: int,
         reported.update(stats)
         return delta
 
-    docs = counted_documents(fitted_documents(recipe, backend, ctx.document_limit or 0, ctx.store), stats)
+    docs = counted_documents(fitted_documents(recipe, backend.tokenizer, ctx.document_limit or 0, ctx.store), stats)
     for unit in plan_units(docs, methods, ctx):
         if unit.index >= first_unit:
             yield unit.index, encode_unit(unit, methods, attempts.get(unit_id(unit.key()), 0)), counts_since()
