@@ -5,8 +5,9 @@ import json
 from test_pipeline import corpus, recipe
 
 from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import ConfigError, MissingExtra, Reject
-from lcsynth.methods.base import Record, RunCounters, create_method
+from lcsynth.methods.base import Record, create_method
 from lcsynth.out.sink import dump_line
 from lcsynth.run.plan import Unit
 from lcsynth.run.units import (

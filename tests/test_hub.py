@@ -17,7 +17,8 @@ from fake_hub import FakeHub
 from test_construct import construct
 from test_pipeline import corpus, numbered_reply, recipe
 
-from lcsynth.out.card import redact, render_card, secret_values
+from lcsynth.out.card import render_card
+from lcsynth.redaction import redact, secret_values
 from lcsynth.run.local import run_recipe
 
 HF_SECRET = "hf_planted_SECRET_123"

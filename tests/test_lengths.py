@@ -14,7 +14,7 @@ from test_pipeline import corpus, numbered_reply, recipe
 from tiny_lm import train_tokenizer
 
 from lcsynth.out.export import trainer_settings
-from lcsynth.out.report import row_tokens
+from lcsynth.out.rows import row_tokens
 from lcsynth.run.local import run_recipe
 
 

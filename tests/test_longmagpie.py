@@ -7,8 +7,9 @@ import pytest
 from conftest import text
 
 from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import Reject
-from lcsynth.methods.base import MethodContext, RunCounters, unit_rng
+from lcsynth.methods.base import MethodContext, unit_rng
 from lcsynth.methods.longmagpie import LongMagpieMethod, LongMagpieParams
 from lcsynth.prompts.schemas import validation_error
 

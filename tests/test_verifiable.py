@@ -7,8 +7,9 @@ import pytest
 from conftest import text
 
 from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import Reject
-from lcsynth.methods.base import MethodContext, RunCounters, unit_rng
+from lcsynth.methods.base import MethodContext, unit_rng
 from lcsynth.methods.verifiable import VerifiableMethod, VerifiableParams
 from lcsynth.prompts.schemas import validation_error
 from lcsynth.rewards import grpo_reward

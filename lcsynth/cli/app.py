@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from lcsynth import __version__
 from lcsynth.cli.cache import app as cache_app
 from lcsynth.cli.export import check, export
 from lcsynth.cli.hub import push
 from lcsynth.cli.templates import app as templates_app
 from lcsynth.errors import ConfigError, LcsynthError
+from lcsynth.version import __version__
 
 app = typer.Typer(
     help="Make long-context training data (SFT, DPO, GRPO, pretraining) from real long documents.",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lcsynth.errors import ConfigError, InputError
-from lcsynth.out.report import read_jsonl, row_tokens
+from lcsynth.out.rows import read_jsonl, row_tokens
 
 Format = Literal["jsonl", "parquet", "trl", "verl"]
 KINDS = ("sft", "dpo", "grpo", "pretrain")

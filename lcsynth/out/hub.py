@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from lcsynth.errors import ConfigError, HubError, InputError, MissingExtra
-from lcsynth.out.card import render_card, secret_values
+from lcsynth.out.card import render_card
 from lcsynth.out.export import export_run, length_limit, row_lengths, run_kinds
 from lcsynth.out.report import length_summary, length_svg
 from lcsynth.out.runfolder import hold
+from lcsynth.redaction import secret_values
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"{_NAME}/{_NAME}")

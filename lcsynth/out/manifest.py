@@ -9,14 +9,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from lcsynth import __version__
 from lcsynth.config import Recipe
-from lcsynth.methods.base import RunCounters
+from lcsynth.counters import RunCounters, cost_of
 from lcsynth.out.export import row_lengths
 from lcsynth.out.report import length_summary
 from lcsynth.out.sink import RunWriter
 from lcsynth.redaction import scrub
-from lcsynth.run.progress import cost_of
+from lcsynth.version import __version__
 
 _VERSIONED = ("llama-cpp-python", "openai", "datasets", "jsonschema", "pydantic", "vllm")
 

@@ -6,11 +6,10 @@ import html
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from lcsynth.errors import InputError
+from lcsynth.out.rows import read_jsonl, row_tokens
 from lcsynth.out.timeline import rates, read_timeline
 
 BINS = 20
@@ -25,23 +24,6 @@ def depth_section(kind: str, depths: list[float], run_dir: Path) -> list[str]:
                    [f"{i / 10:.1f}" for i in range(10)], [counts.get(i, 0) for i in range(10)], "depth")
     (run_dir / f"{kind}_depths.svg").write_text(svg, encoding="utf-8")
     return [svg]
-
-
-def row_tokens(meta: dict[str, Any]) -> int | None:
-    """Tokens a row's conversation took, from the backend's own counts (prompt read + text written).
-
-    A preference pair counts its prompt and the longer of its two answers.
-
-    >>> row_tokens({"prompt_tokens": 100, "chosen_tokens": 7, "rejected_tokens": 9})
-    109
-    """
-    if isinstance(meta.get("n_tokens"), int):
-        return meta["n_tokens"]
-    prompt = meta.get("prompt_tokens")
-    written = meta.get("answer_tokens", meta.get("output_tokens"))
-    if written is None and isinstance(meta.get("chosen_tokens"), int) and isinstance(meta.get("rejected_tokens"), int):
-        written = max(meta["chosen_tokens"], meta["rejected_tokens"])
-    return prompt + written if isinstance(prompt, int) and isinstance(written, int) else None
 
 
 def length_summary(values: list[int]) -> dict[str, int]:
@@ -128,14 +110,6 @@ def length_svg(kind: str, lengths: list[int]) -> str:
     bins = histogram(lengths)
     return svg_bars(f"{kind}: tokens per row ({len(lengths)} rows, {min(lengths)}–{max(lengths)})",
                     [f"{lo}" for lo, _, _ in bins], [c for _, _, c in bins], "tokens (prompt read + text written)")
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Every row of a JSONL file, one at a time (a shard can be larger than memory)."""
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
 
 
 def kind_measures(run_dir: Path, kind: str) -> tuple[int, list[int], list[float]]:

@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from lcsynth.out.card import redact
 from lcsynth.prompts.schemas import validation_error
-from lcsynth.redaction import known_secrets
+from lcsynth.redaction import known_secrets, redact
 
 REJECTS = "rejects.jsonl"
 

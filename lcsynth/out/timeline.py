@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lcsynth.methods.base import RunCounters
+from lcsynth.counters import RunCounters
 
 TIMELINE = "timeline.csv"
 FIELDS = ("time", "session", "requests", "cache_hits", "prompt_tokens", "completion_tokens", "rows", "rejects")

@@ -23,8 +23,8 @@ from lcsynth.corpus.documents import (
     fitted_documents,
 )
 from lcsynth.corpus.fitting import Fitter
+from lcsynth.counters import RunCounters
 from lcsynth.errors import ConfigError, InputError
-from lcsynth.methods.base import RunCounters
 from lcsynth.out.filters import check_scoring
 from lcsynth.out.manifest import build_manifest, write_json
 from lcsynth.out.report import write_report

@@ -17,8 +17,9 @@ from lcsynth.backends.cache import RequestCache
 from lcsynth.config import Recipe
 from lcsynth.corpus.readers import Document, iter_documents
 from lcsynth.corpus.store import TokenStore
+from lcsynth.counters import RunCounters
 from lcsynth.errors import ConfigError, Reject
-from lcsynth.methods.base import Method, MethodContext, RunCounters
+from lcsynth.methods.base import Method, MethodContext
 from lcsynth.text.tokens import Tokenizer
 
 

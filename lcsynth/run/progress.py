@@ -10,14 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from lcsynth.config import PriceSpec
-from lcsynth.methods.base import RunCounters
-
-
-def cost_of(counters: RunCounters, price: PriceSpec | None) -> float | None:
-    """Estimated spend for the tokens counted so far, from a price table per million tokens."""
-    if price is None:
-        return None
-    return (counters.prompt_tokens * price.prompt + counters.completion_tokens * price.completion) / 1e6
+from lcsynth.counters import RunCounters, cost_of
 
 
 class RunProgress:

@@ -23,8 +23,9 @@ from lcsynth.backends.base import Backend, create_planning_backend
 from lcsynth.backends.cache import RequestCache, merge_worker_caches
 from lcsynth.config import Recipe
 from lcsynth.corpus.documents import document_stats
+from lcsynth.counters import RunCounters
 from lcsynth.errors import ConfigError, MissingExtra, Reject
-from lcsynth.methods.base import Method, RunCounters
+from lcsynth.methods.base import Method
 from lcsynth.out.sink import RunWriter
 from lcsynth.run.local import RunSummary, check_corpus_was_read, finish_run, rates
 from lcsynth.run.plan import method_context, unit_total

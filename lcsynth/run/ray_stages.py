@@ -22,8 +22,9 @@ from ray.data.datasource import Datasource, ReadTask
 from lcsynth.backends.base import Backend, create_backend
 from lcsynth.backends.cache import RequestCache, worker_cache_dir
 from lcsynth.config import Recipe
+from lcsynth.counters import RunCounters
 from lcsynth.errors import BackendError, InputError, LcsynthError
-from lcsynth.methods.base import MethodContext, RunCounters, create_method
+from lcsynth.methods.base import MethodContext, create_method
 from lcsynth.out.filters import check_scoring, create_filters
 from lcsynth.run.plan import method_context
 from lcsynth.run.runner import run_unit

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from lcsynth import __version__
 from lcsynth.config import Recipe
+from lcsynth.counters import RunCounters
 from lcsynth.errors import BackendError, Pending, Reject
-from lcsynth.methods.base import MethodContext, Record, RunCounters, unit_rng
+from lcsynth.methods.base import MethodContext, Record, unit_rng
 from lcsynth.out.filters import RowFilter, create_filters
 from lcsynth.out.manifest import write_json
 from lcsynth.out.sink import RunWriter, dump_line
@@ -24,6 +24,7 @@ from lcsynth.run.garbage import collect_garbage_now, collected_at_checkpoints
 from lcsynth.run.plan import Unit
 from lcsynth.run.progress import RunProgress
 from lcsynth.run.resume import CHECKPOINT, recipe_hash, unit_id
+from lcsynth.version import __version__
 
 
 async def run_unit(unit: Unit, ctx: MethodContext, seed: int, attempt: int = 0,

@@ -17,8 +17,9 @@ from lcsynth.backends.base import create_planning_backend
 from lcsynth.config import Recipe
 from lcsynth.corpus.documents import counted_documents, document_stats, fitted_documents
 from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import LcsynthError, Reject
-from lcsynth.methods.base import Method, Record, RunCounters, create_method
+from lcsynth.methods.base import Method, Record, create_method
 from lcsynth.run.plan import Unit, method_context, plan_units
 from lcsynth.run.resume import unit_id
 from lcsynth.run.runner import Outcome
