@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from lcsynth.config import Recipe, validate_recipe
-from lcsynth.demo_corpus import iter_demo_documents
-from lcsynth.pipeline import run_recipe
+from lcsynth.corpus.demo import iter_demo_documents
+from lcsynth.run.local import run_recipe
 
 METHODS = {
     "keychain": {"name": "keychain", "qa": "demo"},

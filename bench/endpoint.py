@@ -115,8 +115,8 @@ class Server:
 
 def write_work(workdir: Path, requests: int) -> tuple[Path, Path]:
     """A JSONL corpus of `requests` documents and the chat messages lcsynth's template renders from each."""
-    from lcsynth.demo_corpus import iter_demo_documents
-    from lcsynth.templates import get_template
+    from lcsynth.corpus.demo import iter_demo_documents
+    from lcsynth.prompts.templates import get_template
 
     pieces: list[str] = []
     for doc in iter_demo_documents():
@@ -200,7 +200,7 @@ def lcsynth_recipe(url: str, corpus: Path, root: Path, concurrency: int) -> Any:
 
 def run_lcsynth(url: str, corpus: Path, concurrency: int, profile: Path | None) -> dict[str, Any]:
     """One lcsynth run from an empty cache; requests/s over the generation phase, and rows written."""
-    from lcsynth.pipeline import run_recipe
+    from lcsynth.run.local import run_recipe
 
     with tempfile.TemporaryDirectory() as tmp:
         recipe = lcsynth_recipe(url, corpus, Path(tmp), concurrency)

@@ -33,9 +33,9 @@ from llama_cpp import Llama
 from lcsynth.backends.base import Completion, Request, create_backend
 from lcsynth.backends.llamacpp import LlamaCppBackend
 from lcsynth.config import BackendSpec, Recipe, validate_recipe
-from lcsynth.demo_corpus import iter_demo_documents
-from lcsynth.pipeline import run_recipe
-from lcsynth.tokens import fit_tokens
+from lcsynth.corpus.demo import iter_demo_documents
+from lcsynth.run.local import run_recipe
+from lcsynth.text.tokens import fit_tokens
 
 CONTEXT_LENGTH = 8192
 QUESTION = "\n\nWrite three questions a reader could answer from the text above, then answer the first."

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lcsynth.demo_corpus import iter_demo_documents
+from lcsynth.corpus.demo import iter_demo_documents
 
 
 def write_corpus(path: Path, copies: int, documents: int | None) -> Path:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lcsynth.config import validate_recipe
-from lcsynth.demo_corpus import write_demo_corpus
-from lcsynth.pipeline import RunSummary, run_recipe
+from lcsynth.corpus.demo import write_demo_corpus
+from lcsynth.run.local import RunSummary, run_recipe
 
 
 def recipe(root: Path, name: str, length: str, samples: int, documents: int):
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from lcsynth.executors.ray_executor import RayOptions, run_recipe_on_ray
+    from lcsynth.run.ray_executor import RayOptions, run_recipe_on_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

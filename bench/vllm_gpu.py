@@ -53,7 +53,7 @@ def backend_spec(model: str, prefix_caching: bool) -> Any:
 
 def chat_prompts(hf: Any, count: int, passage_tokens: int) -> list[list[dict[str, str]]]:
     """`count` distinct chat prompts: consecutive passages of demo-corpus documents and one instruction."""
-    from lcsynth.demo_corpus import iter_demo_documents
+    from lcsynth.corpus.demo import iter_demo_documents
 
     docs = [hf.encode(d.text, add_special_tokens=False) for d in iter_demo_documents() if len(d.text) >= 8000]
     prompts = []
@@ -156,7 +156,7 @@ def method_recipe(method: str, corpus: Path, folder: Path, args: argparse.Namesp
 def prefix_caching(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, engines: dict[str, Any],
                    method: str, folder: Path, figures: Figures) -> None:
     """One method end to end on the engine with prefix caching and the one without, interleaved."""
-    from lcsynth.pipeline import run_recipe
+    from lcsynth.run.local import run_recipe
 
     corpus = folder / "corpus.jsonl"
     recipe = method_recipe(method, corpus, folder, args, args.documents)
@@ -179,7 +179,7 @@ def prefix_caching(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, en
 
 def write_corpus(path: Path) -> None:
     """The demo corpus as JSONL, so runs read a file rather than render pages."""
-    from lcsynth.demo_corpus import iter_demo_documents
+    from lcsynth.corpus.demo import iter_demo_documents
 
     with path.open("w", encoding="utf-8") as handle:
         for doc in iter_demo_documents():

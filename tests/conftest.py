@@ -10,8 +10,8 @@ import pytest
 
 from lcsynth.backends.base import Completion, Request, Usage
 from lcsynth.backends.llamacpp import bundled_gguf
-from lcsynth.chat import ChatTemplate, template_from_metadata
-from lcsynth.tokens import LlamaCppTokenizer
+from lcsynth.text.chat import ChatTemplate, template_from_metadata
+from lcsynth.text.tokens import LlamaCppTokenizer
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 that fails leaves the finished run it was replacing as it was. Inputs a run can live with (short or empty
 documents, a prompt over the model's context, outputs that never validate) become rejects with their reason.
 
-`lcsynth generate` runs in this process through the console entry (`lcsynth.cli.main`), against a loopback
+`lcsynth generate` runs in this process through the console entry (`lcsynth.cli.app.main`), against a loopback
 OpenAI-compatible server (tests/fault_server.py, a fake). What needs a process of its own (a file-size limit,
 peak memory) runs as a real subprocess.
 """
@@ -27,8 +27,8 @@ import pytest
 from fault_server import FaultServer
 from qa_run import answer, doc_text, qa_recipe, read_jsonl, snapshot, write_corpus, write_recipe
 
-from lcsynth.cli import main
-from lcsynth.pipeline import run_recipe
+from lcsynth.cli.app import main
+from lcsynth.run.local import run_recipe
 
 GOOD = [doc_text(i) for i in range(4)]
 
@@ -229,7 +229,7 @@ def report():
         out.write(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1))
 atexit.register(report)
 sys.argv = ["lcsynth", "generate", "r.yaml", "-q"]
-from lcsynth.cli import main
+from lcsynth.cli.app import main
 main()
 """
 
@@ -312,7 +312,7 @@ def test_a_full_disk_while_writing_is_one_line_and_keeps_the_finished_run(tmp_pa
 
 def test_a_cache_that_cannot_be_written_fails_the_unit_that_writes_next(tmp_path):
     from lcsynth.backends.base import Completion, Usage
-    from lcsynth.cache import RequestCache
+    from lcsynth.backends.cache import RequestCache
     from lcsynth.errors import OutputError
 
     cache = RequestCache(tmp_path / "cache.sqlite")

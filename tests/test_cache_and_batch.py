@@ -9,10 +9,10 @@ from conftest import text
 from test_pipeline import corpus, numbered_reply, read, recipe
 
 from lcsynth.backends.base import Request
-from lcsynth.batch import ingest_results
-from lcsynth.cache import RequestCache
+from lcsynth.backends.batch import ingest_results
+from lcsynth.backends.cache import RequestCache
 from lcsynth.errors import InputError
-from lcsynth.pipeline import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 def test_cache_round_trip_and_migrations(tmp_path):
@@ -216,7 +216,7 @@ def test_puts_outside_a_loop_are_written_by_size_age_and_close(tmp_path):
 
 
 def test_worker_caches_read_a_snapshot_of_the_main_cache_and_merge_into_it(tmp_path):
-    from lcsynth.cache import merge_worker_caches, worker_cache_dir
+    from lcsynth.backends.cache import merge_worker_caches, worker_cache_dir
 
     main = RequestCache(tmp_path / "cache.sqlite")
     main.put("k-main", "m", text("from main"))

@@ -1,7 +1,7 @@
 import pytest
 
-from lcsynth.chat import ChatTemplate
 from lcsynth.errors import BackendError
+from lcsynth.text.chat import ChatTemplate
 
 DOC = "json - JSON encoder and decoder.\n\n    dumps(obj) serialises obj to a str.\n" * 20
 QUERY = "What does dumps return?"

@@ -81,7 +81,7 @@ def test_executor_mistakes_are_one_line(tmp_path, args, message):
 def test_executor_ray_without_ray_installed_names_the_extra(tmp_path):
     (tmp_path / "r.yaml").write_text("methods: [{name: longmagpie}]\n")
     blocked = ("import sys; sys.modules['ray'] = None; sys.argv = ['lcsynth', 'generate', 'r.yaml', '--executor', "
-               "'ray']; from lcsynth.cli import main; main()")  # as if ray were not installed
+               "'ray']; from lcsynth.cli.app import main; main()")  # as if ray were not installed
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and not (tmp_path / "outputs").exists()
     assert result.stderr.strip() == ("error: --executor ray needs the 'ray' package: install it with "

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 from lcsynth.backends.llamacpp import bundled_gguf
-from lcsynth.chat import template_from_metadata
-from lcsynth.templates import get_template
+from lcsynth.prompts.templates import get_template
+from lcsynth.text.chat import template_from_metadata
 
 
 def cli(*args, cwd, env=None):

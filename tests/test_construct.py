@@ -11,15 +11,15 @@ import re
 import pytest
 from conftest import text as completion
 
-from lcsynth.chat import template_from_metadata
 from lcsynth.config import validate_recipe
-from lcsynth.context_gain import encode_prompt
-from lcsynth.demo_corpus import iter_demo_documents
-from lcsynth.lengths import DepthSpec, LengthSpec
+from lcsynth.corpus.demo import iter_demo_documents
+from lcsynth.corpus.store import TokenStore, segment_counts, segment_text
 from lcsynth.methods.keychain import KEY_PATTERNS, UUID_PATTERN, resolve
-from lcsynth.pipeline import run_recipe
 from lcsynth.rewards import keychain_reward
-from lcsynth.store import TokenStore, segment_counts, segment_text
+from lcsynth.run.local import run_recipe
+from lcsynth.text.chat import template_from_metadata
+from lcsynth.text.context_gain import encode_prompt
+from lcsynth.text.lengths import DepthSpec, LengthSpec
 
 
 def construct(tmp_path, method, name="run", **sections):
@@ -194,7 +194,7 @@ def test_keychain_qa_written_by_a_model_is_checked_against_its_passage(tmp_path,
 
 
 def test_keychain_reads_qa_pairs_from_jsonl_and_names_a_bad_line(tmp_path):
-    from lcsynth.demo_qa import demo_qa
+    from lcsynth.corpus.demo_qa import demo_qa
     from lcsynth.errors import InputError
 
     items = list(demo_qa(iter_demo_documents(("json", "textwrap", "shlex"))))[:3]

@@ -15,9 +15,9 @@ from lcsynth.backends.base import can_score
 from lcsynth.backends.llamacpp import bundled_gguf
 from lcsynth.backends.openai_compat import OpenAIBackend
 from lcsynth.config import BackendSpec
-from lcsynth.context_gain import scored_text
 from lcsynth.errors import BackendError, ConfigError
-from lcsynth.pipeline import run_recipe
+from lcsynth.run.local import run_recipe
+from lcsynth.text.context_gain import scored_text
 
 
 def recall(tokens):
@@ -145,7 +145,7 @@ def test_llamacpp_scores_match_a_full_logits_reference_and_copies_gain_far_more_
     from llama_cpp import Llama
 
     from lcsynth.backends.llamacpp import LlamaCppBackend, picked_logprobs
-    from lcsynth.demo_corpus import render_module
+    from lcsynth.corpus.demo import render_module
 
     backend = LlamaCppBackend.from_spec(BackendSpec(context_length=1024))
     try:

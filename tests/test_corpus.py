@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lcsynth.config import CorpusSpec
-from lcsynth.corpus import iter_documents
-from lcsynth.demo_corpus import DEMO_MODULES, iter_demo_documents, write_demo_corpus
+from lcsynth.corpus.demo import DEMO_MODULES, iter_demo_documents, write_demo_corpus
+from lcsynth.corpus.readers import iter_documents
 from lcsynth.errors import ConfigError, InputError
 
 ROWS = [{"id": "a", "text": "first document", "lang": "en"}, {"id": "7", "text": "second", "lang": "fr"}]
@@ -105,7 +105,7 @@ def test_demo_corpus_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "from lcsynth.demo_corpus import render_module; print(render_module('configparser'), end='')"
+    code = "from lcsynth.corpus.demo import render_module; print(render_module('configparser'), end='')"
     first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
                      for _ in range(2))
     assert first == second and "fallback=<object object>" in first and " at 0x" not in first

@@ -23,9 +23,10 @@ from test_hub import hub, knotted_run  # noqa: F401 - `hub` is a fixture
 from test_pipeline import corpus, numbered_reply, recipe
 
 from lcsynth.errors import ConfigError, OutputError
-from lcsynth.hub import dry_run as write_folder
-from lcsynth.pipeline import UnitRunner, run_recipe
-from lcsynth.sink import RunWriter
+from lcsynth.out.hub import dry_run as write_folder
+from lcsynth.out.sink import RunWriter
+from lcsynth.run.local import run_recipe
+from lcsynth.run.runner import UnitRunner
 
 ESSAY = """\
 name: t/essay

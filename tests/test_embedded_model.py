@@ -12,7 +12,7 @@ from lcsynth.backends.base import Request
 from lcsynth.backends.llamacpp import LlamaCppBackend, bundled_gguf
 from lcsynth.config import BackendSpec
 from lcsynth.errors import ConfigError, Reject
-from lcsynth.schemas import validation_error
+from lcsynth.prompts.schemas import validation_error
 
 pytestmark = pytest.mark.model
 
@@ -88,7 +88,7 @@ def test_demo_recipe_end_to_end_is_valid_and_byte_reproducible(tmp_path, request
     manifest = json.loads((run / "manifest.json").read_text())
     assert rows, "the real model produced no row at all"
     assert len(rows) + len(rejects) == manifest["counts"]["units"] == 8
-    from lcsynth.demo_corpus import iter_demo_documents
+    from lcsynth.corpus.demo import iter_demo_documents
     sources = {doc.id: doc.text for doc in iter_demo_documents()}
     for row in rows:
         assert validation_error(row, "sft") is None

@@ -4,9 +4,13 @@ import json
 
 from test_pipeline import corpus, recipe
 
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import ConfigError, MissingExtra, Reject
-from lcsynth.executors.units import (
+from lcsynth.methods.base import Record, create_method
+from lcsynth.out.sink import dump_line
+from lcsynth.run.plan import Unit
+from lcsynth.run.units import (
     NO_UNIT,
     decode_error,
     decode_outcome,
@@ -16,9 +20,6 @@ from lcsynth.executors.units import (
     encode_unit,
     planned_units,
 )
-from lcsynth.methods.base import Record, RunCounters, create_method
-from lcsynth.pipeline import Unit
-from lcsynth.sink import dump_line
 
 TEXTS = [f"The doc says item{i}. " * 20 for i in range(4)] + ["short"]
 

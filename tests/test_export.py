@@ -12,9 +12,9 @@ from test_pipeline import corpus, numbered_reply, recipe
 
 import lcsynth
 from lcsynth.errors import ConfigError
-from lcsynth.export import export_run, parse_splits
-from lcsynth.pipeline import run_recipe
+from lcsynth.out.export import export_run, parse_splits
 from lcsynth.rewards import compute_score
+from lcsynth.run.local import run_recipe
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import random
 import pytest
 from jsonschema import Draft202012Validator
 
-from lcsynth.fastcheck import compile_check
 from lcsynth.paths import data_dir
-from lcsynth.schemas import load_schema, validation_error
+from lcsynth.prompts.fastcheck import compile_check
+from lcsynth.prompts.schemas import load_schema, validation_error
 
 SCHEMAS = sorted(p.name for p in data_dir("schemas").glob("*.json"))
 MSG = [{"role": "user", "content": "Read this. What is it?"}, {"role": "assistant", "content": "A module."}]

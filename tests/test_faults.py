@@ -17,7 +17,7 @@ from fault_server import CONTENT_FAULTS, FAULTS, FaultServer
 from qa_run import answer, doc_text, qa_recipe, read_jsonl, unit_keys, write_corpus
 
 from lcsynth.errors import BackendError
-from lcsynth.pipeline import run_recipe
+from lcsynth.run.local import run_recipe
 
 MAX_RETRIES = 6
 RETRY_AFTER = 1

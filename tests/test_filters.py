@@ -7,7 +7,8 @@ from conftest import text
 from test_pipeline import corpus, read, recipe
 
 from lcsynth.errors import ConfigError
-from lcsynth.pipeline import UnitRunner, run_recipe
+from lcsynth.run.local import run_recipe
+from lcsynth.run.runner import UnitRunner
 
 ANSWERS = {
     "item0": "Lists keep items in order and allow duplicates; you can append, insert and slice them freely.",

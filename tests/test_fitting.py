@@ -9,16 +9,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from lcsynth.backends.llamacpp import bundled_gguf
 from lcsynth.config import validate_recipe
-from lcsynth.demo_corpus import iter_demo_documents
-from lcsynth.documents import fitted_documents
-from lcsynth.fitting import Fitter, picklable
-from lcsynth.tokens import fit_tokens, load_tokenizer
+from lcsynth.corpus.demo import iter_demo_documents
+from lcsynth.corpus.documents import fitted_documents
+from lcsynth.corpus.fitting import Fitter, picklable
+from lcsynth.text.tokens import fit_tokens, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +92,13 @@ def test_fitted_documents_are_the_same_with_and_without_workers(tmp_path, tokeni
     recipe = validate_recipe({"corpus": {"type": "jsonl", "path": str(corpus), "min_chars": 400},
                               "backend": {"type": "none"}, "methods": [{"name": "untie_knots"}],
                               "context": {"overflow": "head_tail"}}, "test")
-    backend = SimpleNamespace(tokenizer=tokenizer)
     pooled = Fitter(tokenizer, processes=1, start_after=0)
     pooled.start(wait=True)
     def plain(docs):  # a Reject is an exception: compared by what it says
         return [(doc, None if r is None else (r.reason, r.detail)) for doc, r in docs]
 
-    with_workers = plain(fitted_documents(recipe, backend, 400, fitter=pooled))
-    alone = plain(fitted_documents(recipe, backend, 400, fitter=Fitter(tokenizer, processes=0)))
+    with_workers = plain(fitted_documents(recipe, tokenizer, 400, fitter=pooled))
+    alone = plain(fitted_documents(recipe, tokenizer, 400, fitter=Fitter(tokenizer, processes=0)))
     assert pooled.pooled > 0
     assert with_workers == alone
     assert {r[0] for _, r in alone if r is not None} == {"document_too_short"}
@@ -113,8 +111,8 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     script.write_text(
         "import sys\n"
         "from lcsynth.backends.llamacpp import bundled_gguf\n"
-        "from lcsynth.fitting import Fitter\n"
-        "from lcsynth.tokens import load_tokenizer\n"
+        "from lcsynth.corpus.fitting import Fitter\n"
+        "from lcsynth.text.tokens import load_tokenizer\n"
         "open(sys.argv[1], 'a').write('ran\\n')\n"
         "fitter = Fitter(load_tokenizer(str(bundled_gguf())), processes=1, start_after=0)\n"
         "fitter.start(wait=True)\n"
@@ -133,8 +131,8 @@ def test_workers_end_when_their_run_is_killed(tmp_path):
     script.write_text(
         "import time\n"
         "from lcsynth.backends.llamacpp import bundled_gguf\n"
-        "from lcsynth.fitting import Fitter\n"
-        "from lcsynth.tokens import load_tokenizer\n"
+        "from lcsynth.corpus.fitting import Fitter\n"
+        "from lcsynth.text.tokens import load_tokenizer\n"
         "fitter = Fitter(load_tokenizer(str(bundled_gguf())), processes=1, start_after=0)\n"
         "fitter.start(wait=True)\n"
         "print(*fitter._pool._processes, flush=True)\n"

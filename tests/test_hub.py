@@ -17,8 +17,9 @@ from fake_hub import FakeHub
 from test_construct import construct
 from test_pipeline import corpus, numbered_reply, recipe
 
-from lcsynth.card import redact, render_card, secret_values
-from lcsynth.pipeline import run_recipe
+from lcsynth.out.card import render_card
+from lcsynth.redaction import redact, secret_values
+from lcsynth.run.local import run_recipe
 
 HF_SECRET = "hf_planted_SECRET_123"
 OPENAI_SECRET = "sk-planted-OPENAI-0123456789abcdef"
@@ -227,7 +228,7 @@ def test_card_redacts_credentials_from_the_recipe(tmp_path, monkeypatch):
 
 
 def test_leak_scan_finds_a_secret_across_read_blocks(tmp_path):
-    from lcsynth.hub import find_leaks
+    from lcsynth.out.hub import find_leaks
 
     path = tmp_path / "rows.jsonl"
     path.write_bytes(b"a" * ((1 << 20) - 4) + HF_SECRET.encode() + b"b" * 10)  # straddles the first 1 MiB block

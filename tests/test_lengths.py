@@ -13,9 +13,9 @@ from test_longpo import run as longpo_run
 from test_pipeline import corpus, numbered_reply, recipe
 from tiny_lm import train_tokenizer
 
-from lcsynth.export import trainer_settings
-from lcsynth.pipeline import run_recipe
-from lcsynth.report import row_tokens
+from lcsynth.out.export import trainer_settings
+from lcsynth.out.rows import row_tokens
+from lcsynth.run.local import run_recipe
 
 
 def read(path):

@@ -14,7 +14,7 @@ from lcsynth.backends.base import Request
 from lcsynth.backends.llamacpp import bundled_gguf, local_server_command
 from lcsynth.backends.openai_compat import OpenAIBackend
 from lcsynth.config import BackendSpec
-from lcsynth.schemas import validation_error
+from lcsynth.prompts.schemas import validation_error
 
 pytestmark = pytest.mark.model
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lcsynth.schemas import validation_error
+from lcsynth.prompts.schemas import validation_error
 
 pytestmark = pytest.mark.model
 

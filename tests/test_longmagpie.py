@@ -6,11 +6,12 @@ import random
 import pytest
 from conftest import text
 
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import Reject
-from lcsynth.methods.base import MethodContext, RunCounters, unit_rng
+from lcsynth.methods.base import MethodContext, unit_rng
 from lcsynth.methods.longmagpie import LongMagpieMethod, LongMagpieParams
-from lcsynth.schemas import validation_error
+from lcsynth.prompts.schemas import validation_error
 
 DOC = Document("d1", "The json module encodes and decodes JSON.\n" * 30, {"tokens": 300, "truncated": False})
 
@@ -175,7 +176,7 @@ def test_reserved_tokens_grow_with_turns():
 
 @pytest.fixture
 def corpus_store(tmp_path, smol_tokenizer):
-    from lcsynth.store import TokenStore
+    from lcsynth.corpus.store import TokenStore
 
     docs = [Document(f"doc{i}", f"Document number {i} talks about module m{i}.\n" * (4 + i)) for i in range(12)]
     return TokenStore.open_or_build(tmp_path / "store", lambda: docs, smol_tokenizer), docs

@@ -6,9 +6,9 @@ import json
 from conftest import text
 from test_pipeline import corpus, recipe
 
-from lcsynth.demo_corpus import render_module
+from lcsynth.corpus.demo import render_module
 from lcsynth.methods.longpo import LEAD_INS
-from lcsynth.pipeline import run_recipe
+from lcsynth.run.local import run_recipe
 
 QUESTIONS = "1: What does it parse?\n2: Which options exist?\n3: How are errors shown?\n4: What is returned?"
 

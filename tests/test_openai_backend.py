@@ -183,7 +183,7 @@ def test_configuration_mistakes(monkeypatch):
 def test_decoders_get_the_schema_without_patterns_and_outputs_are_checked_against_it_all(mode):
     """A decoder makes the whole string match a `pattern` (JSON Schema only asks for a match somewhere), so a
     question pattern like `\\?\\s*$` would force "?" alone: patterns stay out of what the server decodes with."""
-    from lcsynth.schemas import load_schema
+    from lcsynth.prompts.schemas import load_schema
 
     schema = load_schema("verifiable_question")
 

@@ -1,7 +1,7 @@
 import pytest
 
 from lcsynth.errors import Reject
-from lcsynth.parsing import extract_json, parse_output
+from lcsynth.prompts.parsing import extract_json, parse_output
 
 
 @pytest.mark.parametrize(("text", "value"), [

@@ -8,9 +8,9 @@ import pytest
 from llama_cpp import Llama
 
 from lcsynth.backends.llamacpp import bundled_gguf
-from lcsynth.demo_corpus import iter_demo_documents
-from lcsynth.pieces import PRE_TOKENIZERS, PieceCache, splitter
-from lcsynth.tokens import PROBE, LlamaCppTokenizer, _quiet_stderr, count_tokens, fit_tokens, load_tokenizer
+from lcsynth.corpus.demo import iter_demo_documents
+from lcsynth.text.pieces import PRE_TOKENIZERS, PieceCache, splitter
+from lcsynth.text.tokens import PROBE, LlamaCppTokenizer, _quiet_stderr, count_tokens, fit_tokens, load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from conftest import text
 
 from lcsynth.config import validate_recipe
 from lcsynth.errors import ConfigError
-from lcsynth.pipeline import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 def corpus(tmp_path, texts):
@@ -123,7 +123,7 @@ def test_price_table_gives_a_cost_in_the_manifest(tmp_path, scripted):
 
 def test_every_row_carries_its_provenance(tmp_path, scripted):
     from lcsynth import __version__
-    from lcsynth.pipeline import recipe_hash
+    from lcsynth.run.resume import recipe_hash
 
     long_text = "The doc says long. " + "filler words here. " * 400
     spec = recipe(corpus(tmp_path, [long_text]), context={"max_document_tokens": 100})

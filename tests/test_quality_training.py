@@ -16,7 +16,7 @@ from bench.quality.arms import plan
 from bench.quality.evaluate import evaluate
 from bench.quality.mixes import chain_walk, corpus_chunks, sft_pair
 from bench.quality.train import train
-from lcsynth.demo_corpus import iter_demo_documents
+from lcsynth.corpus.demo import iter_demo_documents
 
 pytestmark = pytest.mark.trainer
 

@@ -17,16 +17,16 @@ import pytest
 from fake_openai import FakeOpenAI
 from test_embedded_model import SMALL_DEMO
 
+from lcsynth.backends.cache import RequestCache, worker_cache_dir
 from lcsynth.backends.llamacpp import bundled_gguf
-from lcsynth.cache import RequestCache, worker_cache_dir
 from lcsynth.config import load_recipe, validate_recipe
-from lcsynth.demo_corpus import write_demo_corpus
+from lcsynth.corpus.demo import write_demo_corpus
 from lcsynth.errors import ConfigError
-from lcsynth.export import export_run
-from lcsynth.pipeline import run_recipe
+from lcsynth.out.export import export_run
+from lcsynth.run.local import run_recipe
 
 ray = pytest.importorskip("ray")
-from lcsynth.executors.ray_executor import RayOptions, run_recipe_on_ray  # noqa: E402
+from lcsynth.run.ray_executor import RayOptions, run_recipe_on_ray  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -7,7 +7,7 @@ import sys
 
 from test_pipeline import corpus, numbered_reply, read, recipe
 
-from lcsynth.pipeline import run_recipe
+from lcsynth.run.local import run_recipe
 
 
 def test_a_finished_run_has_a_report_with_length_histogram_and_reject_reasons(tmp_path, scripted):
@@ -32,8 +32,8 @@ def test_a_finished_run_has_a_report_with_length_histogram_and_reject_reasons(tm
 
 
 def test_throughput_over_time_is_sampled_during_the_run_and_plotted(tmp_path, scripted, monkeypatch):
-    from lcsynth.pipeline import UnitRunner
-    from lcsynth.timeline import Timeline, read_timeline
+    from lcsynth.out.timeline import Timeline, read_timeline
+    from lcsynth.run.runner import UnitRunner
 
     monkeypatch.setattr(UnitRunner, "checkpoint_seconds", 0.0)
     monkeypatch.setattr(Timeline, "every", 0.0)

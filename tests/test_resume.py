@@ -8,7 +8,8 @@ from conftest import text
 from test_pipeline import corpus, numbered_reply, read, recipe
 
 from lcsynth.errors import ConfigError
-from lcsynth.pipeline import UnitRunner, run_recipe
+from lcsynth.run.local import run_recipe
+from lcsynth.run.runner import UnitRunner
 
 TEXTS = [f"The doc says item{i}. " * 20 for i in range(8)] + ["The doc says bad. " * 20]
 

@@ -1,4 +1,4 @@
-"""Tests for lcsynth.retrieval: BM25 hard-negative retrieval over real text (stdlib docs) and hand-made sentences."""
+"""Tests for lcsynth.corpus.retrieval: BM25 hard-negative retrieval over real text (stdlib docs) and hand-made lines."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import textwrap
 
 import pytest
 
-from lcsynth.errors import ConfigError, InputError
-from lcsynth.retrieval import (
+from lcsynth.corpus.retrieval import (
     RETRIEVERS,
     BM25Retriever,
     Chunk,
@@ -23,6 +22,7 @@ from lcsynth.retrieval import (
     load_or_build,
     normalise_text,
 )
+from lcsynth.errors import ConfigError, InputError
 
 TOPICS = [
     Chunk(0, "space", "The telescope observed a distant galaxy whose stars orbit a supermassive black hole."),

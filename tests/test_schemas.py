@@ -2,7 +2,7 @@ import pytest
 
 from lcsynth.errors import ConfigError
 from lcsynth.paths import data_dir
-from lcsynth.schemas import load_schema, validation_error
+from lcsynth.prompts.schemas import load_schema, validation_error
 
 META = {"method": "m", "model": "x", "seed": 1, "doc_id": "d"}
 USER, BOT = {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}

@@ -20,8 +20,8 @@ from qa_run import answer, doc_text, lcsynth, qa_recipe, read_jsonl, write_corpu
 from test_hub import HF_SECRET, hub  # noqa: F401 - `hub` is a fixture
 
 from lcsynth.errors import ConfigError
-from lcsynth.pipeline import run_recipe
-from lcsynth.templates import load_template_file
+from lcsynth.prompts.templates import load_template_file
+from lcsynth.run.local import run_recipe
 
 KEY = "Planted0penAIKey-0123456789"  # shaped like no known token, so only its value can give it away
 WRONG_KEY = "Wr0ngPlantedKey-9876543210"
@@ -188,7 +188,7 @@ def test_a_password_in_the_endpoint_url_is_refused_without_repeating_it(tmp_path
 
 def test_the_demo_corpus_holds_no_process_state():
     """pydoc prints module globals (os.environ among them); the demo corpus leaves them out."""
-    script = ("import hashlib, sys; from lcsynth.demo_corpus import iter_demo_documents as docs; "
+    script = ("import hashlib, sys; from lcsynth.corpus.demo import iter_demo_documents as docs; "
               "texts = [d.text for d in docs()]; "
               "print(any('sk-planted-demo-value' in t for t in texts), "
               "hashlib.sha256(''.join(texts).encode()).hexdigest())")

@@ -5,9 +5,10 @@ import asyncio
 import pytest
 from conftest import text
 
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import Reject
-from lcsynth.methods.base import MethodContext, RunCounters, unit_rng
+from lcsynth.methods.base import MethodContext, unit_rng
 from lcsynth.methods.template import TemplateMethod, TemplateParams
 
 ASK = """\

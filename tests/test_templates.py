@@ -5,8 +5,8 @@ import pytest
 from lcsynth.errors import ConfigError
 from lcsynth.methods.base import known_methods
 from lcsynth.paths import data_dir
-from lcsynth.template_lint import lint_template
-from lcsynth.templates import find_templates, get_template, load_template_file, scan_templates
+from lcsynth.prompts.lint import lint_template
+from lcsynth.prompts.templates import find_templates, get_template, load_template_file, scan_templates
 
 GOOD = """\
 name: my/ask

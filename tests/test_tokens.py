@@ -1,4 +1,4 @@
-from lcsynth.tokens import count_tokens, fit_tokens
+from lcsynth.text.tokens import count_tokens, fit_tokens
 
 TEXT = "The quick brown fox jumps over the lazy dog. " * 50
 
@@ -35,8 +35,8 @@ def test_hf_tokenizer_from_a_local_folder(tmp_path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from lcsynth.demo_corpus import DEMO_MODULES, iter_demo_documents
-    from lcsynth.tokens import HFTokenizer, load_tokenizer
+    from lcsynth.corpus.demo import DEMO_MODULES, iter_demo_documents
+    from lcsynth.text.tokens import HFTokenizer, load_tokenizer
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -57,7 +57,7 @@ def test_unloadable_tokenizer_is_a_config_error(tmp_path):
     import pytest
 
     from lcsynth.errors import ConfigError
-    from lcsynth.tokens import load_tokenizer
+    from lcsynth.text.tokens import load_tokenizer
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="cannot be loaded"):

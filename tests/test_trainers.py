@@ -20,9 +20,9 @@ from test_longpo import run as longpo_run
 from test_pipeline import corpus, numbered_reply, recipe
 from tiny_lm import tiny_llama, train_tokenizer
 
-from lcsynth.export import over_limit, trainer_tokenizer
-from lcsynth.pipeline import run_recipe
+from lcsynth.out.export import over_limit, trainer_tokenizer
 from lcsynth.rewards import grpo_reward
+from lcsynth.run.local import run_recipe
 
 pytestmark = pytest.mark.trainer
 

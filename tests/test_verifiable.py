@@ -7,12 +7,13 @@ import re
 import pytest
 from conftest import text
 
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import Reject
-from lcsynth.methods.base import MethodContext, RunCounters, unit_rng
+from lcsynth.methods.base import MethodContext, unit_rng
 from lcsynth.methods.verifiable import VerifiableMethod, VerifiableParams
+from lcsynth.prompts.schemas import validation_error
 from lcsynth.rewards import grpo_reward
-from lcsynth.schemas import validation_error
 
 DOC = Document("d1", "".join(f"Section {i}. The limit for region {i} is {i * 37} units per day.\n"
                              for i in range(1, 80)), {"tokens": 1500})

@@ -10,9 +10,9 @@ import pytest
 
 from lcsynth.backends.base import Request
 from lcsynth.config import BackendSpec
-from lcsynth.demo_corpus import render_module
+from lcsynth.corpus.demo import render_module
 from lcsynth.errors import ConfigError, MissingExtra
-from lcsynth.schemas import validation_error
+from lcsynth.prompts.schemas import validation_error
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 

@@ -10,12 +10,12 @@ import pytest
 from conftest import text
 from test_pipeline import corpus, recipe
 
-from lcsynth.attribute_graph import attributes_of, build_graph, load_graph, node_id, random_walk, save_graph
 from lcsynth.errors import InputError
+from lcsynth.methods.attribute_graph import attributes_of, build_graph, load_graph, node_id, random_walk, save_graph
 from lcsynth.methods.mixing import numbered_documents
 from lcsynth.methods.wildlong import read_seed_requests
-from lcsynth.pipeline import run_recipe
-from lcsynth.schemas import validation_error
+from lcsynth.prompts.schemas import validation_error
+from lcsynth.run.local import run_recipe
 
 TABLE = [
     {"task_type": ["summarization"], "tone": ["formal"], "domain": ["law"]},
@@ -140,7 +140,7 @@ def wildlong_reply(request):
 
 
 def run_wildlong(tmp_path, scripted, params, seeds, name="wl"):
-    from lcsynth.demo_corpus import render_module
+    from lcsynth.corpus.demo import render_module
 
     docs = [render_module(m) for m in ("json", "textwrap", "shlex", "base64")]
     seeds_path = tmp_path / "seeds.jsonl"
@@ -217,7 +217,7 @@ def test_a_graph_without_task_values_is_a_clear_error(tmp_path, scripted):
 
 
 def test_without_a_seeds_file_the_model_writes_seed_requests_from_corpus_openings(tmp_path, scripted):
-    from lcsynth.demo_corpus import render_module
+    from lcsynth.corpus.demo import render_module
 
     docs = [render_module(m) for m in ("json", "textwrap", "shlex")]
     spec = recipe(corpus(tmp_path, docs), methods=[{"name": "wildlong", "seed_requests": 2}],

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     from vllm.sampling_params import StructuredOutputsParams
 
     from lcsynth.backends.decoding import decoding_schema
-    from lcsynth.schemas import load_schema, validation_error
+    from lcsynth.prompts.schemas import load_schema, validation_error
 
     schema = load_schema("verifiable_question")
     prompts = requests(args.corpus, args.n, AutoTokenizer.from_pretrained(args.model))

@@ -84,8 +84,8 @@ def unpack(source: Path, target: Path) -> Path:
 
 def write_demo_qa(path: Path) -> Path:
     """KeyChain's QA items as JSONL: function signatures read by code off Python's own pydoc pages."""
-    from lcsynth.demo_corpus import iter_demo_documents
-    from lcsynth.demo_qa import demo_qa
+    from lcsynth.corpus.demo import iter_demo_documents
+    from lcsynth.corpus.demo_qa import demo_qa
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:

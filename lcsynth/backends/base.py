@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
-from lcsynth.chat import ChatTemplate
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError
 from lcsynth.registry import Registry
-from lcsynth.tokens import Tokenizer
+from lcsynth.text.chat import ChatTemplate
+from lcsynth.text.tokens import Tokenizer
 
 # Bump when the meaning of a request's fields changes, so old cache entries cannot match new requests.
 REQUEST_HASH_VERSION = "v1"

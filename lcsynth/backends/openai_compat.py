@@ -12,7 +12,6 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from lcsynth import __version__
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.backends.decoding import decoding_schema
 from lcsynth.backends.http1 import HttpProtocolError
@@ -25,11 +24,12 @@ from lcsynth.backends.transport import (
     sdk_route_options,
     shown_proxy,
 )
-from lcsynth.chat import context_length_from_metadata, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, Reject
 from lcsynth.fastjson import dumps_wire, loads
-from lcsynth.tokens import Tokenizer, load_tokenizer
+from lcsynth.text.chat import context_length_from_metadata, template_for_tokenizer
+from lcsynth.text.tokens import Tokenizer, load_tokenizer
+from lcsynth.version import __version__
 
 RETRY_STATUS = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0

@@ -8,10 +8,10 @@ from typing import Any
 
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.backends.decoding import decoding_schema
-from lcsynth.chat import ChatTemplate, template_for_tokenizer
 from lcsynth.config import BackendSpec
 from lcsynth.errors import BackendError, ConfigError, MissingExtra, Reject
-from lcsynth.tokens import HFTokenizer, load_tokenizer
+from lcsynth.text.chat import ChatTemplate, template_for_tokenizer
+from lcsynth.text.tokens import HFTokenizer, load_tokenizer
 
 # Engine settings lcsynth chooses unless the recipe's backend.options say otherwise.
 ENGINE_DEFAULTS: dict[str, Any] = {

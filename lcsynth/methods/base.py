@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from lcsynth.backends.base import Backend, Completion, Request, Usage, score_digest
-from lcsynth.cache import RequestCache
+from lcsynth.backends.cache import RequestCache
 from lcsynth.config import MethodSpec, format_validation_error
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.counters import RunCounters
 from lcsynth.errors import ConfigError, Reject
+from lcsynth.prompts.schemas import validation_error
+from lcsynth.prompts.templates import PromptTemplate, RenderedPrompt, find_templates, get_template, template_helpers
 from lcsynth.registry import Registry
-from lcsynth.schemas import validation_error
-from lcsynth.templates import PromptTemplate, RenderedPrompt, find_templates, get_template, template_helpers
 
 if TYPE_CHECKING:
-    from lcsynth.store import TokenStore
+    from lcsynth.corpus.store import TokenStore
 
 
 @dataclass
@@ -36,24 +37,6 @@ class Record:
     def to_row(self) -> dict[str, Any]:
         """The row as written: the kind's fields, then `meta`."""
         return {**self.row, "meta": self.meta}
-
-
-@dataclass
-class RunCounters:
-    """Request and token counts: live for the whole run, or of one unit (added to the run's when it commits)."""
-
-    requests: int = 0
-    cache_hits: int = 0
-    in_flight: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def add(self, other: RunCounters) -> None:
-        """Add another set of counts (in_flight excepted) to these."""
-        self.requests += other.requests
-        self.cache_hits += other.cache_hits
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
 
 
 class MethodContext:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import (
+from lcsynth.corpus.assemble import (
     PROBE,
     Piece,
     distractor_pieces,
@@ -32,15 +32,15 @@ from lcsynth.assemble import (
     text_piece,
     tidy,
 )
-from lcsynth.context_gain import encode_prompt
-from lcsynth.corpus import Document, jsonl_objects
+from lcsynth.corpus.readers import Document, jsonl_objects
+from lcsynth.corpus.store import segment_counts
 from lcsynth.errors import ConfigError, InputError, Reject
-from lcsynth.lengths import DepthSpec, LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.parsing import parse_output
+from lcsynth.prompts.parsing import parse_output
+from lcsynth.prompts.templates import template_request
 from lcsynth.rewards import normalize_answer
-from lcsynth.store import segment_counts
-from lcsynth.templates import template_request
+from lcsynth.text.context_gain import encode_prompt
+from lcsynth.text.lengths import DepthSpec, LengthSpec
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
 KEY_PATTERNS = {"uuid4": UUID_PATTERN, "hex8": re.compile(r"^[0-9a-f]{8}$")}
@@ -165,8 +165,8 @@ class KeyChainMethod(Method):
         if self.params.qa == "llm":
             return None
         if self.params.qa == "demo":
-            from lcsynth.demo_qa import demo_qa
-            from lcsynth.store import iter_store
+            from lcsynth.corpus.demo_qa import demo_qa
+            from lcsynth.corpus.store import iter_store
 
             assert ctx.store is not None
             items = list(demo_qa(Document(d.id, "".join(d.segments)) for d in iter_store(ctx.store)))

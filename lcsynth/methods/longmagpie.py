@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lcsynth.backends.base import Completion
 from lcsynth.config import TokenCount
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.corpus.store import segment_counts, segment_text
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.methods.mixing import DOCUMENT_BANNER, mixed_documents, token_span
-from lcsynth.quality import copies_source, question_line, repeated_ngram_ratio
-from lcsynth.store import segment_counts, segment_text
-from lcsynth.templates import RenderedPrompt, template_request
+from lcsynth.prompts.templates import RenderedPrompt, template_request
+from lcsynth.text.quality import copies_source, question_line, repeated_ngram_ratio
 
 # Chat markup a raw prompt adds around the document (role headers, end-of-turn tokens), with margin.
 _MARKUP_TOKENS = 64

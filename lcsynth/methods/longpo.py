@@ -14,12 +14,12 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 
 from lcsynth.config import TokenCount
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.corpus.store import segment_counts, segment_text
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.methods.mixing import checked_answer, token_span
-from lcsynth.store import segment_counts, segment_text
-from lcsynth.templates import template_request
+from lcsynth.prompts.templates import template_request
 
 _MARKUP_TOKENS = 64
 _NUMBERED = re.compile(r"^\s*(\d+)\s*[:.)]\s*(.+?)\s*$", re.M)

@@ -11,10 +11,10 @@ import re
 from typing import TYPE_CHECKING
 
 from lcsynth.backends.base import Completion
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.corpus.store import StoredDoc, TokenStore
 from lcsynth.errors import Reject
-from lcsynth.quality import repeated_ngram_ratio
-from lcsynth.store import StoredDoc, TokenStore
+from lcsynth.text.quality import repeated_ngram_ratio
 
 if TYPE_CHECKING:
     from lcsynth.methods.base import MethodContext

@@ -17,14 +17,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import join_tokens, joined_tokens, stored_doc, trim_to
-from lcsynth.corpus import Document
+from lcsynth.corpus.assemble import join_tokens, joined_tokens, stored_doc, trim_to
+from lcsynth.corpus.readers import Document
+from lcsynth.corpus.retrieval import Chunk, Retriever, load_or_build
+from lcsynth.corpus.store import TokenStore, iter_store
 from lcsynth.errors import Reject
-from lcsynth.lengths import LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.retrieval import Chunk, Retriever, load_or_build
-from lcsynth.store import TokenStore, iter_store
-from lcsynth.tokens import Tokenizer
+from lcsynth.text.lengths import LengthSpec
+from lcsynth.text.tokens import Tokenizer
 
 _JOIN = "\n"
 
@@ -108,7 +108,7 @@ class NExtLongMethod(Method):
         """The corpus chunk index, built once per corpus, tokenizer and chunk size, then loaded from disk."""
         if self._retriever is None:
             if self.params.retriever != "bm25":
-                from lcsynth.retrieval import create_retriever
+                from lcsynth.corpus.retrieval import create_retriever
 
                 self._retriever = create_retriever(self.params.retriever,
                                                    corpus_chunks(store, self.params.max_chunk_chars))

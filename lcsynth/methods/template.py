@@ -13,11 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lcsynth.backends.base import Request
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
 from lcsynth.errors import ConfigError, Reject
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.parsing import parse_output
-from lcsynth.templates import template_request
+from lcsynth.prompts.parsing import parse_output
+from lcsynth.prompts.templates import template_request
 
 
 class TemplateParams(BaseModel):

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lcsynth.assemble import Piece, join_tokens, joined_tokens, span_piece, stored_doc, tidy
-from lcsynth.corpus import Document
+from lcsynth.corpus.assemble import Piece, join_tokens, joined_tokens, span_piece, stored_doc, tidy
+from lcsynth.corpus.readers import Document
 from lcsynth.errors import Reject
-from lcsynth.lengths import LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
+from lcsynth.text.lengths import LengthSpec
 
 _SEPARATOR = "\n\n"
 _ALPHABET = string.ascii_letters + string.digits

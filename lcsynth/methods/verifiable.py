@@ -16,14 +16,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lcsynth.config import TokenCount
-from lcsynth.corpus import Document
+from lcsynth.corpus.readers import Document
+from lcsynth.corpus.store import segment_counts, segment_text
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.methods.mixing import token_span
-from lcsynth.parsing import parse_output
+from lcsynth.prompts.parsing import parse_output
+from lcsynth.prompts.templates import template_request
 from lcsynth.rewards import normalize_answer
-from lcsynth.store import segment_counts, segment_text
-from lcsynth.templates import template_request
 
 _MARKUP_TOKENS = 96  # the prompt's own words and chat markup
 

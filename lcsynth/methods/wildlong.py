@@ -17,8 +17,12 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lcsynth.assemble import span_piece
-from lcsynth.attribute_graph import (
+from lcsynth.config import TokenCount
+from lcsynth.corpus.assemble import span_piece
+from lcsynth.corpus.readers import Document, jsonl_objects
+from lcsynth.corpus.store import iter_store
+from lcsynth.errors import ConfigError, InputError, Reject
+from lcsynth.methods.attribute_graph import (
     attributes_of,
     build_graph,
     describe,
@@ -27,15 +31,11 @@ from lcsynth.attribute_graph import (
     random_walk,
     save_graph,
 )
-from lcsynth.config import TokenCount
-from lcsynth.corpus import Document, jsonl_objects
-from lcsynth.errors import ConfigError, InputError, Reject
 from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.methods.mixing import checked_answer, mixed_documents, numbered_documents
-from lcsynth.parsing import parse_output
-from lcsynth.quality import copies_source
-from lcsynth.store import iter_store
-from lcsynth.templates import RenderedPrompt, template_request
+from lcsynth.prompts.parsing import parse_output
+from lcsynth.prompts.templates import RenderedPrompt, template_request
+from lcsynth.text.quality import copies_source
 
 _MARKUP_TOKENS = 96
 GRAPH_FOLDER = "wildlong"
