@@ -328,10 +328,13 @@ def grpo_f1_reward(completions: Sequence[Any], ground_truth: Sequence[Any], **kw
     return scores
 
 
-def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Any = None) -> float:
+def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Any = None,
+                  **kwargs: Any) -> float:
     """Custom reward function for verl: `keychain_reward` of `solution_str` (gold: str, list or numpy array).
 
     `extra_info["question"]`, which `lcsynth export --to verl` writes, lets it refuse a restated question.
+    Other keywords verl may pass (`sandbox_fusion_url`, …) are ignored. Configure it with
+    `custom_reward_function.path=<site-packages>/lcsynth/rewards.py` and `custom_reward_function.name=compute_score`.
     """
     gold = ground_truth if isinstance(ground_truth, str) else list(ground_truth)
     question = extra_info.get("question") if isinstance(extra_info, dict) else None

@@ -196,7 +196,7 @@ class UntieKnotsMethod(Method):
             content = ("The text below is made of chunks of several documents, shuffled; each chunk of a document "
                        f"that was cut starts with {m.doc_open} id {m.doc_close}.\n\n{text}\n\n{ask}")
             meta = {"method": self.name, "seed": seed, "task": task, "doc_id": doc_id, "tracing_row": number,
-                    "chunk_ids": ids}
+                    "chunk_ids": ids, "question": ask}
             rows.append(Record("grpo", {"prompt": [{"role": "user", "content": content}], "ground_truth": [answer]},
                                meta))
         return rows
