@@ -124,3 +124,56 @@ def test_multi_hop_fields_are_read(tmp_path):
     assert second.meta["answers"] == ["Ann Lee", "A. Lee"] and second.meta["passages"][1]["supporting"] is False
     assert item_passages({"paragraphs": ["a", "b"]}) == [{"text": "a", "supporting": True},
                                                          {"text": "b", "supporting": True}]
+
+
+def multihop_file(path, items=40):
+    """A HotpotQA-shaped file: each question has 2 supporting and 3 distractor paragraphs of its own."""
+    def paragraph(title, subject):
+        return [title, [f"{title} is a subject of record number {subject}. ", f"It was described in {subject} notes. ",
+                        "Its archive lists several unrelated facts about trade, weather and roads. ",
+                        f"Scholars of {title} wrote about it at length in later years."]]
+
+    lines = []
+    for i in range(items):
+        company, founder, town = f"Corvane{i} Works", f"Ilse Marrow{i}", f"Tollhaven{i}"
+        context = [[company, [f"{company} was founded by {founder}. ", "It made brass instruments for a century."]],
+                   [founder, [f"{founder} was born in {town}. ", "She later moved to the coast."]],
+                   *(paragraph(f"Topic{i}x{k}", i * 10 + k) for k in range(3))]
+        lines.append({"_id": f"mh{i}", "question": f"In which town was the founder of Corvane{i} Works born?",
+                      "answer": town, "answer_aliases": [f"{town} village"], "context": context,
+                      "supporting_facts": [[company, 0], [founder, 0]]})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return lines
+
+
+def test_multi_hop_rows_lay_out_numbered_passages_among_other_items_paragraphs(tmp_path, smol_tokenizer):
+    from lcsynth.chat import template_from_metadata
+    from lcsynth.context_gain import encode_prompt
+    from lcsynth.keychain_qa import paragraph_text
+
+    lines = multihop_file(tmp_path / "mh.jsonl")
+    method = {"name": "keychain", "qa": str(tmp_path / "mh.jsonl"), "layout": "passages", "max_items": 4,
+              "lengths": {"targets": ["4k"]}}
+    summary, rows = construct(tmp_path, method)
+    assert len(rows["grpo"]) == 4 and summary.rejects == {}
+    assert not (tmp_path / "out" / "stores").exists()  # no corpus store: distractors come from the QA file
+    template = template_from_metadata(smol_tokenizer.metadata)
+    by_id = {line["_id"]: line for line in lines}
+    for row in rows["grpo"]:
+        meta, user = row["meta"], row["prompt"][-1]["content"]
+        line = by_id[meta["qa_id"]]
+        ids = encode_prompt(smol_tokenizer, template.render(row["prompt"], add_generation_prompt=True))
+        assert meta["n_tokens"] == len(ids) and abs(len(ids) - 4096) <= meta["tolerance"]
+        numbers = [int(n) for n in re.findall(r"^Passage (\d+):$", user, re.M)]
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 5
+        own = [paragraph_text(p) for p in line["context"]]
+        for text in own[:2]:  # supporting paragraphs: verbatim, no pair inside
+            assert re.search(rf"^Passage \d+:\n{re.escape(text)}$", user, re.M)
+        assert all(text.split("\n")[0] in user for text in own)  # every own paragraph is there
+        assert len(meta["evidence"]) == 5 and sum(e["supporting"] for e in meta["evidence"]) == 2
+        others = re.findall(r"Corvane(\d+) Works was founded", user)
+        assert len(set(others)) > 1 and len(others) == len(set(others))  # other items' paragraphs, once each
+        assert resolve(user, meta["chain"]["head"], 10, HEX8)[1] == line["question"]
+        assert row["ground_truth"] == [line["answer"], f"{line['answer']} village"]
+    with pytest.raises(Exception, match="layout: passages lays out the paragraphs of a QA file"):
+        construct(tmp_path, {**method, "qa": "demo"}, name="bad")

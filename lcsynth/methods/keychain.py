@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lcsynth.assemble import (
     PROBE,
@@ -34,6 +34,7 @@ from lcsynth.assemble import (
 from lcsynth.context_gain import encode_prompt
 from lcsynth.corpus import Document
 from lcsynth.errors import ConfigError, Reject
+from lcsynth.keychain_passages import passage_pieces, passage_pool
 from lcsynth.keychain_qa import decoy_pool, draw_decoys, guessable, load_qa, sft_answer, warn_small_pool
 from lcsynth.lengths import DepthSpec, LengthSpec
 from lcsynth.methods.base import Method, MethodContext, Record
@@ -68,9 +69,16 @@ class KeyChainParams(BaseModel):
     piece_tokens: int = Field(default=512, ge=16)
     template: str = "keychain/prompt"
     recount: bool = False  # tokenize each finished prompt once more (only needed for unusual tokenizers)
+    layout: Literal["spans", "passages"] = "spans"  # passages: multi-hop QA files laid out as `Passage i:` blocks
     form: Literal["grpo", "sft"] = "grpo"  # sft: the prompt plus an assistant turn ending in \boxed{gold}
     sft_reasoning: bool = True  # sft: the assistant turn first states the chain of keys it followed
     keep_guessable: bool = False  # keep items whose answer is yes/no, one character, or inside the question
+
+    @model_validator(mode="after")
+    def _passages_need_a_file(self) -> KeyChainParams:
+        if self.layout == "passages" and not self.qa.endswith(".jsonl"):
+            raise ValueError("layout: passages lays out the paragraphs of a QA file; set qa to a .jsonl file")
+        return self
 
 
 def new_key(rng: random.Random, taken: set[str], form: str = "uuid4") -> str:
@@ -115,8 +123,12 @@ def resolve(text: str | dict[str, list[str]], head: str, limit: int,
 
 
 def _stopper(segments: list[str], j: int) -> bool:
-    """Whether segment `j` ends a sentence (`.`, `?`, `!`) or a line, where LoongRL inserts its pairs."""
-    return segments[j].rstrip()[-1:] in ".?!" or j + 1 == len(segments) or segments[j + 1][:1] == "\n"
+    """Whether segment `j` ends a sentence (`.`, `?`, `!`) or a line, where LoongRL inserts its pairs.
+
+    A line that ends in a colon (a heading such as `Passage 3:`) is no stopper: its text follows below.
+    """
+    last = segments[j].rstrip()[-1:]
+    return last in ".?!" or (last != ":" and (j + 1 == len(segments) or segments[j + 1][:1] == "\n"))
 
 
 class KeyChainMethod(Method):
@@ -126,11 +138,16 @@ class KeyChainMethod(Method):
     kind = "grpo"
     Params = KeyChainParams
     params: KeyChainParams
-    needs_store = True
 
     def __init__(self, params: BaseModel) -> None:
         super().__init__(params)
         self._questions: list[str] = []
+        self._passages: list[str] = []
+
+    @property
+    def needs_store(self) -> bool:  # type: ignore[override]
+        """The corpus store gives `spans` their distractors; `passages` draw them from the QA set."""
+        return self.params.layout == "spans"
 
     def sources(self, ctx: MethodContext) -> Iterator[Document] | None:
         """The QA items: read off the demo corpus (from the store), or from the JSONL file `qa`.
@@ -154,6 +171,7 @@ class KeyChainMethod(Method):
             raise ConfigError(f"methods (keychain).qa: '{self.params.qa}' is not 'demo', 'llm' or a .jsonl file")
         random.Random(f"{ctx.seed}\x1fkeychain-order").shuffle(items)  # a seeded order, never the corpus order
         self._questions = decoy_pool(items)  # decoys come from the whole set, not only the items kept
+        self._passages = passage_pool(items)
         warn_small_pool(self._questions, max(self.chain_count(t) for t in self.params.lengths.targets) - 1)
         return iter(items[: self.params.max_items])
 
@@ -171,7 +189,6 @@ class KeyChainMethod(Method):
 
     async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
         """Assemble, insert the chains, verify, and lay out the GRPO row."""
-        assert ctx.store is not None
         tokenizer = ctx.backend.tokenizer
         seed = rng.randrange(2**31)
         rng = random.Random(seed)
@@ -202,19 +219,10 @@ class KeyChainMethod(Method):
 
         template = ctx.template(self.params.template)
         before, after, prefix, suffix = self._frame(ctx, template, heads[0][0])
-        separator = join_tokens(tokenizer, _SEPARATOR)
-        evidence = text_piece(doc.text.strip(), tokenizer, {"evidence": doc.id})
-        fixed = prefix + suffix + sum(p.tokens for p in link_pieces) + evidence.tokens
-        budget = target - fixed
-        if budget < self.params.piece_tokens:
-            raise Reject("target_too_short", f"{target} tokens leave {budget} for distractors")
-        exclude = {doc.id, doc.meta.get("source_doc") or ""}
-        estimate = budget // self.params.piece_tokens + 1  # separators between pieces, about one per piece
-        pieces = distractor_pieces(ctx.store, rng, budget - separator * estimate, self.params.piece_tokens, exclude,
-                                   tokenizer)
-        depth = self.params.depth.pick(rng)
-        at = place(pieces, evidence, depth)
-        where = self._insert_links(pieces, link_pieces, {at}, rng)
+        budget = target - prefix - suffix - sum(p.tokens for p in link_pieces)
+        pieces, own, protected, depth = self._layout(doc, ctx, rng, budget)
+        own_tokens = [pieces[i].tokens for i in own]
+        where = self._insert_links(pieces, link_pieces, protected, rng)
         context = _SEPARATOR.join(p.text for p in pieces)
         messages = ctx.render(template, context=context, head=heads[0][0]).messages or []
         offsets, n_tokens = self._count(ctx, before, after, pieces, messages)
@@ -224,22 +232,48 @@ class KeyChainMethod(Method):
         link_at = [offsets[i] + within for i, within in where]
         meta = {
             "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
-            "question": question, "decoy_questions": len(set(decoys)),
+            "question": question, "decoy_questions": len(set(decoys)), "layout": self.params.layout,
             "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
             **({"model": ctx.model_id, "qa_template": doc.meta["qa_template"]} if self.params.qa == "llm" else {}),
-            "tolerance": tolerance, "depth": round(depth, 4),
-            "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens}],
-            "evidence_depths": [round(offsets[at] / n_tokens, 4)],
+            "tolerance": tolerance, "depth": None if depth is None else round(depth, 4),
+            "evidence": [{"doc_id": doc.id, "token_offset": offsets[i], "tokens": n, **pieces[i].source}
+                         for i, n in zip(own, own_tokens, strict=True)],
+            "evidence_depths": [round(offsets[i] / n_tokens, 4) for i in own],
             "chain": {"head": heads[0][0], "chains": chains, "chain_length": self.params.chain_length,
                       "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i]}
                                 for i, (chain, hop, key, _) in enumerate(links)]},
-            "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i != at],
+            "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i not in own],
         }
         if self.params.form == "sft":  # the answer turn is written by code; `model` names what wrote the QA
             turn = sft_answer(heads[0][0], heads[0], question, answers[0], self.params.sft_reasoning)
             meta = {"model": ctx.model_id if self.params.qa == "llm" else "none", "doc_id": doc.id, **meta}
             return [Record("sft", {"messages": [*messages, {"role": "assistant", "content": turn}]}, meta)]
         return [Record(self.kind, {"prompt": messages, "ground_truth": answers}, meta)]
+
+    def _layout(self, doc: Document, ctx: MethodContext, rng: random.Random,
+                budget: int) -> tuple[list[Piece], list[int], set[int], float | None]:
+        """The context's pieces within `budget` tokens, the indices of the item's own, the protected ones, the depth.
+
+        `spans`: the evidence at a drawn depth among corpus spans. `passages`: the item's paragraphs among
+        other items' paragraphs as numbered passages; its supporting paragraphs are protected from links.
+        """
+        tokenizer = ctx.backend.tokenizer
+        if self.params.layout == "passages":
+            pieces, own, supporting = passage_pieces(doc, self._passages, budget, tokenizer, rng)
+            return pieces, own, supporting or set(own), None
+        assert ctx.store is not None
+        evidence = text_piece(doc.text.strip(), tokenizer, {"evidence": doc.id})
+        budget -= evidence.tokens
+        if budget < self.params.piece_tokens:
+            raise Reject("target_too_short", f"{budget + evidence.tokens} tokens leave {budget} for distractors")
+        exclude = {doc.id, doc.meta.get("source_doc") or ""}
+        estimate = budget // self.params.piece_tokens + 1  # separators between pieces, about one per piece
+        separator = join_tokens(tokenizer, _SEPARATOR)
+        pieces = distractor_pieces(ctx.store, rng, budget - separator * estimate, self.params.piece_tokens, exclude,
+                                   tokenizer)
+        depth = self.params.depth.pick(rng)
+        at = place(pieces, evidence, depth)
+        return pieces, [at], {at}, depth
 
     async def written_qa(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[Document, list[str]]:
         """Ask the model for a QA pair (and decoys) about a short span of `doc`; the answer must be in the span."""
@@ -285,8 +319,7 @@ class KeyChainMethod(Method):
             offsets.append(at)
             at += piece.tokens
         total = at + join_delta(prompt_encode, pieces[-1].text, "", after) + len(prompt_encode(after))
-        assert ctx.store is not None
-        if self.params.recount or not ctx.store.additive:
+        if self.params.recount or ctx.store is None or not ctx.store.additive:
             total = len(prompt_encode(ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
         return offsets, total
 
