@@ -143,11 +143,7 @@ class KeyChainMethod(Method):
         super().__init__(params)
         self._questions: list[str] = []
         self._passages: list[str] = []
-
-    @property
-    def needs_store(self) -> bool:  # type: ignore[override]
-        """The corpus store gives `spans` their distractors; `passages` draw them from the QA set."""
-        return self.params.layout == "spans"
+        self.needs_store = self.params.layout == "spans"  # `passages` draw their distractors from the QA set
 
     def sources(self, ctx: MethodContext) -> Iterator[Document] | None:
         """The QA items: read off the demo corpus (from the store), or from the JSONL file `qa`.
