@@ -14,7 +14,7 @@ from conftest import text as completion
 from lcsynth.config import validate_recipe
 from lcsynth.corpus.demo import iter_demo_documents
 from lcsynth.corpus.store import TokenStore, segment_counts, segment_text
-from lcsynth.methods.keychain import KEY_PATTERNS, UUID_PATTERN, resolve
+from lcsynth.methods.keychain import KEY_PATTERNS, resolve
 from lcsynth.rewards import keychain_reward
 from lcsynth.run.local import run_recipe
 from lcsynth.text.chat import template_from_metadata
@@ -73,6 +73,9 @@ KEYCHAIN = {"name": "keychain", "qa": "demo", "max_items": 4, "lengths": {"targe
             "depth": {"kind": "fixed", "depths": [0.0, 0.5, 1.0]}}
 
 
+HEX8 = KEY_PATTERNS["hex8"]
+
+
 def test_keychain_rows_resolve_uniquely_and_land_on_their_target(tmp_path, smol_tokenizer, demo_docs):
     summary, rows = construct(tmp_path, KEYCHAIN)
     template = template_from_metadata(smol_tokenizer.metadata)
@@ -83,14 +86,16 @@ def test_keychain_rows_resolve_uniquely_and_land_on_their_target(tmp_path, smol_
         assert meta["n_tokens"] == len(ids) and abs(len(ids) - meta["target_tokens"]) <= meta["tolerance"]
         assert meta["tolerance"] == max(-(-meta["target_tokens"] // 100), 64)
         chain = meta["chain"]
-        assert chain["chains"] == meta["target_tokens"] // 1024 and len(chain["links"]) == 4 * chain["chains"]
-        keys = re.findall(r'\{"([0-9a-f-]{36})": ', user)
-        assert len(keys) == len(set(keys)) == len(chain["links"]) and all(UUID_PATTERN.match(k) for k in keys)
-        visited, question = resolve(user, chain["head"], 10)
+        # LoongRL's final data: 4 chains per 1,024 target tokens, 8-hex-digit keys
+        assert chain["chains"] == 4 * meta["target_tokens"] // 1024 and len(chain["links"]) == 4 * chain["chains"]
+        keys = re.findall(r'\{"([0-9a-f]{8})": ', user)
+        assert len(keys) == len(set(keys)) == len(chain["links"]) and all(HEX8.match(k) for k in keys)
+        visited, question = resolve(user, chain["head"], 10, HEX8)
+        assert question == meta["question"] and meta["decoy_questions"] == chain["chains"] - 1  # all distinct
         assert len(visited) == 4 and question.startswith("What is the full signature of the function")
         assert row["ground_truth"][0].split("(")[0] in question
         heads = {link["key"] for link in chain["links"] if link["hop"] == 0} - {chain["head"]}
-        assert all(resolve(user, head, 10)[1] != question for head in heads)  # decoys never reach it
+        assert all(resolve(user, head, 10, HEX8)[1] != question for head in heads)  # decoys never reach it
         source = meta["source_doc"]
         assert source not in {d["doc_id"] for d in meta["distractors"]}
         evidence = meta["evidence"][0]
@@ -184,7 +189,7 @@ def test_keychain_qa_written_by_a_model_is_checked_against_its_passage(tmp_path,
     assert len(rows) == 3 and len(backend.history) == 3
     for row in rows:
         user, meta = row["prompt"][-1]["content"], row["meta"]
-        visited, question = resolve(user, meta["chain"]["head"], 10)
+        visited, question = resolve(user, meta["chain"]["head"], 10, HEX8)
         assert question.startswith("Which long word opens") and len(visited) == 4
         assert row["ground_truth"][0] in user and meta["qa_template"] == "keychain/qa@1"
         assert backend.history[0].json_schema["$id"] == "keychain_qa.json"
@@ -201,11 +206,13 @@ def test_keychain_reads_qa_pairs_from_jsonl_and_names_a_bad_line(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps({"id": f"q{i}", "question": d.meta["question"], "answer": d.meta["answers"][0],
                                         "paragraphs": [d.text]}) + "\n" for i, d in enumerate(items)))
-    method = {"name": "keychain", "qa": str(path), "lengths": {"targets": ["4k"]}}
+    method = {"name": "keychain", "qa": str(path), "lengths": {"targets": ["4k"]}, "key_format": "uuid4"}
     _, rows = construct(tmp_path, method)
-    assert [r["meta"]["qa_id"] for r in rows["grpo"]] == ["q0", "q1", "q2"]
-    for row, item in zip(rows["grpo"], items, strict=True):
+    assert sorted(r["meta"]["qa_id"] for r in rows["grpo"]) == ["q0", "q1", "q2"]
+    for row in rows["grpo"]:
+        item = items[int(row["meta"]["qa_id"][1:])]
         user = row["prompt"][-1]["content"]
+        assert row["meta"]["chain"]["chains"] == 4  # one chain per 1,024 tokens with uuid4 keys
         assert item.text.strip() in user and resolve(user, row["meta"]["chain"]["head"], 10)[1] == item.meta["question"]
     hotpot = {"question": "Which city?", "answer": "Paris", "context": [["Paris", ["Paris is a city.", " Big."]]]}
     other = {"question": "Which river?", "answer": "Seine", "context": [["Seine", ["The Seine is a river."]]]}

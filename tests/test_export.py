@@ -1,9 +1,11 @@
 """Exports of finished runs: TRL, verl, JSONL and Parquet files that `datasets` loads without conversion."""
 
 import asyncio
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import pytest
@@ -57,12 +59,32 @@ def test_verl_layout_for_grpo_rows_scores_with_the_reward(tmp_path):
     loaded = datasets.load_dataset("parquet", data_files=str(summary.run_dir / "export/verl/grpo/train.parquet"),
                                    split="train")
     assert set(loaded.column_names) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
+    # verl loads a custom reward function from a file path and calls it by name, as here
+    spec = importlib.util.spec_from_file_location("custom_reward", Path(lcsynth.__file__).parent / "rewards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     for index, (row, original) in enumerate(zip(loaded, rows["grpo"], strict=True)):
         assert row["data_source"] == "lcsynth/keychain" and row["ability"] == "longcontext_qa"
         assert row["reward_model"] == {"style": "rule", "ground_truth": original["ground_truth"]}
-        assert row["extra_info"]["index"] == index and row["prompt"] == original["prompt"]
+        extra = row["extra_info"]
+        assert extra["index"] == index and extra["split"] == "train" and row["prompt"] == original["prompt"]
+        assert extra["question"] == original["meta"]["question"] and json.loads(extra["meta"]) == original["meta"]
         truth = row["reward_model"]["ground_truth"]
-        assert compute_score(row["data_source"], f"\\boxed{{{truth[0]}}}", truth) == 1.0
+        for score in (compute_score, module.compute_score):
+            assert score(row["data_source"], f"\\boxed{{{truth[0]}}}", truth, extra_info=extra) == 1.0
+            assert score(row["data_source"], f"\\boxed{{{extra['question']}}}", truth, extra_info=extra) == 0.0
+            assert score(row["data_source"], "\\boxed{e}", truth, extra, sandbox_fusion_url=None) == 0.0
+    cli = subprocess.run([sys.executable, "-m", "lcsynth.cli", "export", str(summary.run_dir), "--to", "verl",
+                          "--data-source", "custom_longcontextqa_lcsynth", "--out", str(tmp_path / "v")],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    relabelled = datasets.load_dataset("parquet", data_files=str(tmp_path / "v/grpo/train.parquet"), split="train")
+    assert set(relabelled["data_source"]) == {"custom_longcontextqa_lcsynth"}
+    export_run(summary.run_dir, "trl")
+    trl = datasets.load_dataset("parquet", data_files=str(summary.run_dir / "export/trl/grpo/train.parquet"),
+                                split="train")
+    assert trl.column_names == ["prompt", "ground_truth", "question"]
+    assert trl["question"] == [r["meta"]["question"] for r in rows["grpo"]]
 
 
 def test_check_reports_rows_over_a_trainer_limit(sft_run):

@@ -74,12 +74,18 @@ def test_boxed_gold_scores_one():
 
 
 def test_gold_inside_longer_boxed_phrase():
-    assert keychain_reward(r"\boxed{the key is Blue Falcon, in the drawer}", "Blue Falcon") == 1.0
+    assert keychain_reward(r"\boxed{the key is Blue Falcon}", "Blue Falcon") == 1.0  # fillers are free
+    # words beyond the gold dilute the pay: 2 gold words of 4 counted ("key", "is" are fillers)
+    assert keychain_reward(r"\boxed{the key is Blue Falcon, in the drawer}", "Blue Falcon") == 0.5
+    assert sub_em("the key is Blue Falcon, in the drawer", "Blue Falcon") == 1.0
 
 
-def test_prediction_substring_of_gold():
-    assert keychain_reward(r"\boxed{Falcon}", "Blue Falcon") == 1.0
-    assert sub_em("Curie", "Marie Curie") == 1.0
+def test_prediction_substring_of_gold_never_pays():
+    assert keychain_reward(r"\boxed{Falcon}", "Blue Falcon") == 0.0
+    assert sub_em("Curie", "Marie Curie") == 0.0
+    assert sub_em("Curie", "Marie-Curie") == 0.0
+    assert sub_em("Marie-Curie", "Curie") == 1.0  # on word boundaries, punctuation as a space
+    assert sub_em("Mariecurie", "Curie") == 0.0  # not inside a word
 
 
 def test_wrong_answer_scores_zero():
@@ -152,12 +158,12 @@ def test_strict_rejects_very_long_boxed_answer():
     gold = "falcon"  # 6 characters: a boxed answer may be up to 6 + 128 = 134 characters
     at_limit = r"\boxed{falcon " + "x" * 127 + "}"  # 6 + 1 + 127 = 134 characters
     too_long = r"\boxed{falcon " + "x" * 128 + "}"  # 135 characters
-    assert keychain_reward(at_limit, gold, strict=True) == 1.0
-    assert keychain_reward(too_long, gold) == 1.0
+    assert format_ok(at_limit, gold) and keychain_reward(at_limit, gold, strict=True) == 0.5
+    assert keychain_reward(too_long, gold) == 0.5  # one gold word of two
     assert not format_ok(too_long, gold)
     assert keychain_reward(too_long, gold, strict=True) == 0.0
     # the limit is measured against the longest gold
-    assert keychain_reward(too_long, [gold, "y" * 20], strict=True) == 1.0
+    assert keychain_reward(too_long, [gold, "y" * 20], strict=True) == 0.5
 
 
 def test_strict_rejects_long_trailing_text():
@@ -180,10 +186,10 @@ def test_strict_without_box_is_zero():
 
 
 def test_trl_adapter_string_completions():
-    completions = [r"\boxed{Blue Falcon}", "no box at all", r"\boxed{}", r"\boxed{Falcon}"]
-    golds = ["Blue Falcon", "Blue Falcon", "Blue Falcon", ["Red Eagle", "Blue Falcon"]]
-    scores = grpo_reward(completions, golds, prompts=["p"] * 4, meta=[{}] * 4)
-    assert scores == [1.0, 0.0, 0.0, 1.0]
+    completions = [r"\boxed{Blue Falcon}", "no box at all", r"\boxed{}", r"\boxed{Falcon}", r"\boxed{red eagle}"]
+    golds = ["Blue Falcon", "Blue Falcon", "Blue Falcon", ["Red Eagle", "Blue Falcon"], ["Red Eagle", "Blue Falcon"]]
+    scores = grpo_reward(completions, golds, prompts=["p"] * 5, meta=[{}] * 5)
+    assert scores == [1.0, 0.0, 0.0, 0.0, 1.0]
     assert all(isinstance(s, float) for s in scores)
 
 

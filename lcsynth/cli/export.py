@@ -25,6 +25,8 @@ def export(
     to: Annotated[str, typer.Option("--to", help="trl | verl | jsonl | parquet")] = "trl",
     split: Annotated[str, typer.Option(help="Fractions per split, e.g. train=0.98,test=0.02.")] = "train=1",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (RUN_DIR/export/FORMAT).")] = None,
+    data_source: Annotated[str | None, typer.Option(help="verl: the rows' data_source, which verl's reward "
+                                                         "dispatch reads (default lcsynth/METHOD).")] = None,
 ) -> None:
     """Write a run's rows in a trainer's shape, one file per kind and split, and the length limits they need."""
     from lcsynth.errors import ConfigError
@@ -36,7 +38,7 @@ def export(
     run_kinds(run_dir)  # a folder that is no finished run fails before anything is written
     target = out_dir or run_dir / "export" / to
     with hold(run_dir):  # no run rewrites the folder meanwhile, and no second export writes the same files
-        counts = export_run(run_dir, to, parse_splits(split), target)  # type: ignore[arg-type]
+        counts = export_run(run_dir, to, parse_splits(split), target, data_source)  # type: ignore[arg-type]
     for kind, splits in counts.items():
         out.print(f"{kind}: " + ", ".join(f"{name} {n}" for name, n in splits.items()) + f" → {target / kind}")
     for kind, limits in trainer_settings(run_dir).items():

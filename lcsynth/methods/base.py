@@ -54,6 +54,7 @@ class MethodContext:
         self.usage: RunCounters | None = None
         self.store: TokenStore | None = None  # the corpus as token-counted segments, for methods that need it
         self.document_limit: int | None = None  # tokens a prompt's documents may take (set by the run)
+        self.seed = 0  # the recipe's seed (set by the run), for run-level draws such as an item order
 
     def fork(self) -> MethodContext:
         """A context for one unit: shares everything but its usage counts and last request hash."""

@@ -15,10 +15,9 @@ import re
 import uuid
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lcsynth.corpus.assemble import (
     PROBE,
@@ -32,10 +31,12 @@ from lcsynth.corpus.assemble import (
     text_piece,
     tidy,
 )
-from lcsynth.corpus.readers import Document, jsonl_objects
+from lcsynth.corpus.readers import Document
 from lcsynth.corpus.store import segment_counts
-from lcsynth.errors import ConfigError, InputError, Reject
+from lcsynth.errors import ConfigError, Reject
 from lcsynth.methods.base import Method, MethodContext, Record
+from lcsynth.methods.keychain_passages import passage_pieces, passage_pool
+from lcsynth.methods.keychain_qa import decoy_pool, draw_decoys, guessable, load_qa, sft_answer, warn_small_pool
 from lcsynth.prompts.parsing import parse_output
 from lcsynth.prompts.templates import template_request
 from lcsynth.rewards import normalize_answer
@@ -62,45 +63,22 @@ class KeyChainParams(BaseModel):
     temperature: float | None = Field(default=None, ge=0)
     lengths: LengthSpec = Field(default_factory=LengthSpec)
     depth: DepthSpec = Field(default_factory=DepthSpec)
-    chains: int | None = Field(default=None, ge=1)  # default: one per 1,024 target tokens
+    chains: int | None = Field(default=None, ge=1)  # default: 4 per 1,024 target tokens with hex8 keys, 1 with uuid4
     chain_length: int = Field(default=4, ge=1)
-    key_format: Literal["uuid4", "hex8"] = "uuid4"  # canonical uuid4, or 8 hex digits (a later LoongRL variant)
+    key_format: Literal["hex8", "uuid4"] = "hex8"  # 8 hex digits (LoongRL's final data) or canonical uuid4 (its first)
     piece_tokens: int = Field(default=512, ge=16)
     template: str = "keychain/prompt"
     recount: bool = False  # tokenize each finished prompt once more (only needed for unusual tokenizers)
+    layout: Literal["spans", "passages"] = "spans"  # passages: multi-hop QA files laid out as `Passage i:` blocks
+    form: Literal["grpo", "sft"] = "grpo"  # sft: the prompt plus an assistant turn ending in \boxed{gold}
+    sft_reasoning: bool = True  # sft: the assistant turn first states the chain of keys it followed
+    keep_guessable: bool = False  # keep items whose answer is yes/no, one character, or inside the question
 
-
-def load_qa(path: str) -> Iterator[Document]:
-    """QA items from JSONL: question, answer or answers, optional paragraphs/context (the evidence), id."""
-    file = Path(path)
-    if not file.exists():
-        raise InputError(f"keychain qa: {file} does not exist")
-    for number, row in jsonl_objects(file):
-        answers = row.get("answers", row.get("answer"))
-        answers = [answers] if isinstance(answers, str) else answers
-        if not isinstance(row.get("question"), str) or not answers or not all(isinstance(a, str) for a in answers):
-            raise InputError(f"{file}:{number}: a QA line needs 'question' and 'answer' (or 'answers')")
-        evidence = row.get("paragraphs", row.get("context", ""))
-        if isinstance(evidence, list):
-            evidence = _SEPARATOR.join(paragraph_text(p) for p in evidence)
-        yield Document(str(row.get("id", f"{file.stem}:{number}")), str(evidence),
-                       {"question": row["question"], "answers": answers, "source_doc": row.get("source_doc")})
-
-
-def paragraph_text(paragraph: Any) -> str:
-    r"""A paragraph as text: a string, or HotpotQA's `[title, [sentence, ...]]` as the title over its sentences.
-
-    >>> paragraph_text(["Paris", ["Paris is a city.", " It is in France."]])
-    'Paris\nParis is a city. It is in France.'
-    """
-    if isinstance(paragraph, str):
-        return paragraph
-    if isinstance(paragraph, (list, tuple)) and len(paragraph) == 2 and isinstance(paragraph[1], list):
-        return f"{paragraph[0]}\n" + "".join(map(str, paragraph[1]))
-    if isinstance(paragraph, dict):  # {"title": ..., "text"/"paragraph_text": ...}
-        body = paragraph.get("text", paragraph.get("paragraph_text", ""))
-        return f"{paragraph['title']}\n{body}" if paragraph.get("title") else str(body)
-    return str(paragraph)
+    @model_validator(mode="after")
+    def _passages_need_a_file(self) -> KeyChainParams:
+        if self.layout == "passages" and not self.qa.endswith(".jsonl"):
+            raise ValueError("layout: passages lays out the paragraphs of a QA file; set qa to a .jsonl file")
+        return self
 
 
 def new_key(rng: random.Random, taken: set[str], form: str = "uuid4") -> str:
@@ -144,6 +122,15 @@ def resolve(text: str | dict[str, list[str]], head: str, limit: int,
     return visited, None
 
 
+def _stopper(segments: list[str], j: int) -> bool:
+    """Whether segment `j` ends a sentence (`.`, `?`, `!`) or a line, where LoongRL inserts its pairs.
+
+    A line that ends in a colon (a heading such as `Passage 3:`) is no stopper: its text follows below.
+    """
+    last = segments[j].rstrip()[-1:]
+    return last in ".?!" or (last != ":" and (j + 1 == len(segments) or segments[j + 1][:1] == "\n"))
+
+
 class KeyChainMethod(Method):
     """GRPO rows whose verifiable answer sits behind a UUID chain in a long context."""
 
@@ -151,11 +138,12 @@ class KeyChainMethod(Method):
     kind = "grpo"
     Params = KeyChainParams
     params: KeyChainParams
-    needs_store = True
 
     def __init__(self, params: BaseModel) -> None:
         super().__init__(params)
         self._questions: list[str] = []
+        self._passages: list[str] = []
+        self.needs_store = self.params.layout == "spans"  # `passages` draw their distractors from the QA set
 
     def sources(self, ctx: MethodContext) -> Iterator[Document] | None:
         """The QA items: read off the demo corpus (from the store), or from the JSONL file `qa`.
@@ -177,32 +165,41 @@ class KeyChainMethod(Method):
             items = list(load_qa(self.params.qa))
         else:
             raise ConfigError(f"methods (keychain).qa: '{self.params.qa}' is not 'demo', 'llm' or a .jsonl file")
-        items = items[: self.params.max_items]
-        self._questions = [item.meta["question"] for item in items]
-        return iter(items)
+        random.Random(f"{ctx.seed}\x1fkeychain-order").shuffle(items)  # a seeded order, never the corpus order
+        self._questions = decoy_pool(items)  # decoys come from the whole set, not only the items kept
+        self._passages = passage_pool(items)
+        warn_small_pool(self._questions, max(self.chain_count(t) for t in self.params.lengths.targets) - 1)
+        return iter(items[: self.params.max_items])
+
+    def chain_count(self, target: int) -> int:
+        """Chains in a row of `target` tokens: `chains`, else LoongRL's 4 per 1,024 (hex8 keys) or 1 (uuid4 keys)."""
+        per_1024 = 4 if self.params.key_format == "hex8" else 1
+        return self.params.chains or max(1, per_1024 * target // 1024)
 
     def decoys(self, rng: random.Random, real: str, count: int) -> list[str]:
-        """Questions of other QA items for the decoy chains."""
-        pool = [q for q in self._questions if q != real]
-        if not pool:
+        """Questions of other QA items for the decoy chains, distinct while the QA set has enough."""
+        decoys = draw_decoys(self._questions, real, count, rng)
+        if count and not decoys:
             raise Reject("no_decoy_questions", "the QA set has a single question")
-        return [rng.choice(pool) for _ in range(count)]
+        return decoys
 
     async def run(self, doc: Document, sample: int, ctx: MethodContext, rng: random.Random) -> list[Record]:
         """Assemble, insert the chains, verify, and lay out the GRPO row."""
-        assert ctx.store is not None
         tokenizer = ctx.backend.tokenizer
         seed = rng.randrange(2**31)
         rng = random.Random(seed)
         target = self.params.lengths.pick(rng)
         tolerance = self.params.lengths.tolerance(target)
-        chains = self.params.chains or max(1, target // 1024)
+        chains = self.chain_count(target)
         if self.params.qa == "llm":
             doc, decoys = await self.written_qa(doc, ctx, rng)
             decoys = [rng.choice(decoys) for _ in range(chains - 1)]
         else:
             decoys = self.decoys(rng, doc.meta["question"], chains - 1)
         question, answers = doc.meta["question"], doc.meta["answers"]
+        why = None if self.params.keep_guessable else guessable(question, answers)
+        if why:
+            raise Reject("answer_guessable", f"{why}: {answers[0]}")
 
         taken: set[str] = set()
         heads = [[new_key(rng, taken, self.params.key_format) for _ in range(self.params.chain_length)]
@@ -218,19 +215,10 @@ class KeyChainMethod(Method):
 
         template = ctx.template(self.params.template)
         before, after, prefix, suffix = self._frame(ctx, template, heads[0][0])
-        separator = join_tokens(tokenizer, _SEPARATOR)
-        evidence = text_piece(doc.text.strip(), tokenizer, {"evidence": doc.id})
-        fixed = prefix + suffix + sum(p.tokens for p in link_pieces) + evidence.tokens
-        budget = target - fixed
-        if budget < self.params.piece_tokens:
-            raise Reject("target_too_short", f"{target} tokens leave {budget} for distractors")
-        exclude = {doc.id, doc.meta.get("source_doc") or ""}
-        estimate = budget // self.params.piece_tokens + 1  # separators between pieces, about one per piece
-        pieces = distractor_pieces(ctx.store, rng, budget - separator * estimate, self.params.piece_tokens, exclude,
-                                   tokenizer)
-        depth = self.params.depth.pick(rng)
-        at = place(pieces, evidence, depth)
-        where = self._insert_links(pieces, link_pieces, at, rng)
+        budget = target - prefix - suffix - sum(p.tokens for p in link_pieces)
+        pieces, own, protected, depth = self._layout(doc, ctx, rng, budget)
+        own_tokens = [pieces[i].tokens for i in own]
+        where = self._insert_links(pieces, link_pieces, protected, rng)
         context = _SEPARATOR.join(p.text for p in pieces)
         messages = ctx.render(template, context=context, head=heads[0][0]).messages or []
         offsets, n_tokens = self._count(ctx, before, after, pieces, messages)
@@ -240,18 +228,48 @@ class KeyChainMethod(Method):
         link_at = [offsets[i] + within for i, within in where]
         meta = {
             "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
+            "question": question, "decoy_questions": len(set(decoys)), "layout": self.params.layout,
             "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
             **({"model": ctx.model_id, "qa_template": doc.meta["qa_template"]} if self.params.qa == "llm" else {}),
-            "tolerance": tolerance, "depth": round(depth, 4),
-            "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens}],
-            "evidence_depths": [round(offsets[at] / n_tokens, 4)],
+            "tolerance": tolerance, "depth": None if depth is None else round(depth, 4),
+            "evidence": [{"doc_id": doc.id, "token_offset": offsets[i], "tokens": n, **pieces[i].source}
+                         for i, n in zip(own, own_tokens, strict=True)],
+            "evidence_depths": [round(offsets[i] / n_tokens, 4) for i in own],
             "chain": {"head": heads[0][0], "chains": chains, "chain_length": self.params.chain_length,
                       "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i]}
                                 for i, (chain, hop, key, _) in enumerate(links)]},
-            "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i != at],
+            "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i not in own],
         }
-        row = {"prompt": messages, "ground_truth": answers}
-        return [Record(self.kind, row, meta)]
+        if self.params.form == "sft":  # the answer turn is written by code; `model` names what wrote the QA
+            turn = sft_answer(heads[0][0], heads[0], question, answers[0], self.params.sft_reasoning)
+            meta = {"model": ctx.model_id if self.params.qa == "llm" else "none", "doc_id": doc.id, **meta}
+            return [Record("sft", {"messages": [*messages, {"role": "assistant", "content": turn}]}, meta)]
+        return [Record(self.kind, {"prompt": messages, "ground_truth": answers}, meta)]
+
+    def _layout(self, doc: Document, ctx: MethodContext, rng: random.Random,
+                budget: int) -> tuple[list[Piece], list[int], set[int], float | None]:
+        """The context's pieces within `budget` tokens, the indices of the item's own, the protected ones, the depth.
+
+        `spans`: the evidence at a drawn depth among corpus spans. `passages`: the item's paragraphs among
+        other items' paragraphs as numbered passages; its supporting paragraphs are protected from links.
+        """
+        tokenizer = ctx.backend.tokenizer
+        if self.params.layout == "passages":
+            pieces, own, supporting = passage_pieces(doc, self._passages, budget, tokenizer, rng)
+            return pieces, own, supporting or set(own), None
+        assert ctx.store is not None
+        evidence = text_piece(doc.text.strip(), tokenizer, {"evidence": doc.id})
+        budget -= evidence.tokens
+        if budget < self.params.piece_tokens:
+            raise Reject("target_too_short", f"{budget + evidence.tokens} tokens leave {budget} for distractors")
+        exclude = {doc.id, doc.meta.get("source_doc") or ""}
+        estimate = budget // self.params.piece_tokens + 1  # separators between pieces, about one per piece
+        separator = join_tokens(tokenizer, _SEPARATOR)
+        pieces = distractor_pieces(ctx.store, rng, budget - separator * estimate, self.params.piece_tokens, exclude,
+                                   tokenizer)
+        depth = self.params.depth.pick(rng)
+        at = place(pieces, evidence, depth)
+        return pieces, [at], {at}, depth
 
     async def written_qa(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[Document, list[str]]:
         """Ask the model for a QA pair (and decoys) about a short span of `doc`; the answer must be in the span."""
@@ -297,8 +315,7 @@ class KeyChainMethod(Method):
             offsets.append(at)
             at += piece.tokens
         total = at + join_delta(prompt_encode, pieces[-1].text, "", after) + len(prompt_encode(after))
-        assert ctx.store is not None
-        if self.params.recount or not ctx.store.additive:
+        if self.params.recount or ctx.store is None or not ctx.store.additive:
             total = len(prompt_encode(ctx.backend.chat_template.render(messages, add_generation_prompt=True)))
         return offsets, total
 
@@ -311,14 +328,14 @@ class KeyChainMethod(Method):
         return (before, after, len(encode_prompt(tokenizer, before + PROBE)) - probe,
                 len(encode_prompt(tokenizer, PROBE + "." + after)) - len(tokenizer.encode(PROBE + ".")))
 
-    def _insert_links(self, pieces: list[Piece], links: list[Piece], evidence_at: int,
+    def _insert_links(self, pieces: list[Piece], links: list[Piece], protected: set[int],
                       rng: random.Random) -> list[tuple[int, int]]:
-        """Put each link after a distinct sentence end outside the evidence, inside the pieces' segments.
+        """Put each link after a distinct sentence or line end, outside the `protected` (evidence) pieces.
 
         Returns, for each link (in the order of `links`), its piece and its token offset within that piece.
         """
-        slots = [(i, j) for i, piece in enumerate(pieces) if i != evidence_at
-                 for j, segment in enumerate(piece.segments) if segment.rstrip()[-1:] in ".?!"]
+        slots = [(i, j) for i, piece in enumerate(pieces) if i not in protected
+                 for j in range(len(piece.segments)) if _stopper(piece.segments, j)]
         if len(slots) < len(links):
             raise Reject("too_few_sentences", f"{len(slots)} sentence ends for {len(links)} links")
         chosen = dict(zip(rng.sample(slots, len(links)), range(len(links)), strict=True))

@@ -174,29 +174,41 @@ class UntieKnotsMethod(Method):
         return "".join(parts), layout, no_loss, "".join(traced), counted
 
     def _tracing(self, text: str, layout: list[dict[str, Any]], rng: random.Random, seed: int) -> list[Record]:
-        """GRPO rows whose answers the layout fixes: a document's chunk order, or the chunk after a chunk."""
+        """GRPO rows whose answers the layout fixes: a document's chunk order, or the chunk after a chunk.
+
+        The rows of one text ask distinct questions (no gold repeats within a text); each row's task is
+        drawn among the tasks that still have an unasked question.
+        """
         cut = sorted({c["doc_id"] for c in layout if c["id"]})
         m = self.params.markers
+        ids_of = {doc_id: [c["id"] for c in sorted((c for c in layout if c["doc_id"] == doc_id and c["id"]),
+                                                   key=lambda c: c["chunk"])] for doc_id in cut}
+        unasked: dict[str, list[tuple[str, int]]] = {
+            "restore_order": [(d, 0) for d in cut],
+            "next_chunk": [(d, k) for d in cut for k in range(len(ids_of[d]) - 1)]}
+        for questions in unasked.values():
+            rng.shuffle(questions)
         rows = []
-        for number in range(self.params.tracing_rows if cut else 0):
-            doc_id = rng.choice(cut)
-            ids = [c["id"] for c in sorted((c for c in layout if c["doc_id"] == doc_id and c["id"]),
-                                           key=lambda c: c["chunk"])]
-            task = rng.choice(self.params.tasks)
+        for number in range(self.params.tracing_rows):
+            tasks = [t for t in self.params.tasks if unasked[t]]
+            if not tasks:
+                break
+            task = rng.choice(tasks)
+            doc_id, k = unasked[task].pop()
+            ids = ids_of[doc_id]
             if task == "restore_order":
                 ask = (f"One document in the text was cut into {len(ids)} chunks; its first chunk is marked "
                        f"{m.doc_open} {ids[0]} {m.doc_close}. List the ids of all of its chunks in their original "
                        "order, separated by single spaces, and give the list as \\boxed{ids}.")
                 answer = " ".join(ids)
             else:
-                k = rng.randrange(len(ids) - 1)
                 ask = (f"The chunk marked {m.doc_open} {ids[k]} {m.doc_close} was cut from a longer document. "
                        "Which chunk continues its text? Give that chunk's id as \\boxed{id}.")
                 answer = ids[k + 1]
             content = ("The text below is made of chunks of several documents, shuffled; each chunk of a document "
                        f"that was cut starts with {m.doc_open} id {m.doc_close}.\n\n{text}\n\n{ask}")
             meta = {"method": self.name, "seed": seed, "task": task, "doc_id": doc_id, "tracing_row": number,
-                    "chunk_ids": ids}
+                    "chunk_ids": ids, "question": ask}
             rows.append(Record("grpo", {"prompt": [{"role": "user", "content": content}], "ground_truth": [answer]},
                                meta))
         return rows

@@ -23,7 +23,7 @@ from lcsynth.methods.base import Method, MethodContext, Record
 from lcsynth.methods.mixing import token_span
 from lcsynth.prompts.parsing import parse_output
 from lcsynth.prompts.templates import template_request
-from lcsynth.rewards import normalize_answer
+from lcsynth.rewards import MIN_ANSWER_CHARS, normalize_answer
 
 _MARKUP_TOKENS = 96  # the prompt's own words and chat markup
 
@@ -43,6 +43,7 @@ class VerifiableParams(BaseModel):
     question_template: str = "verifiable/question"
     # answers: passage: the question must share this many content words with the text around the answer (0: off)
     min_question_overlap: int = Field(default=2, ge=0)
+    unique_answers: bool = True  # the answer occurs once in the document (no boilerplate a guesser could learn)
 
 
 _CANDIDATE = re.compile(
@@ -76,6 +77,21 @@ def question_overlap(question: str, passage: str, answer: str, window: int = 250
     return len(asked & near)
 
 
+def occurrences(answer: str, document: str, limit: int = 2) -> int:
+    """How many times `answer` occurs in `document` as whole words (case and spacing aside), counted up to `limit`.
+
+    >>> occurrences("os.path", "Use os.path or os.pathsep; OS.PATH again.")
+    2
+    """
+    pattern = re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, answer.split())) + r"(?!\w)", re.IGNORECASE)
+    count = 0
+    for _ in pattern.finditer(document):
+        count += 1
+        if count >= limit:
+            break
+    return count
+
+
 def answer_candidates(passage: str) -> list[str]:
     """Short answers a passage states: identifiers, capitalised names and numbers, each once, in order.
 
@@ -105,13 +121,21 @@ class VerifiableMethod(Method):
         seed = rng.randrange(2**31)
         rng = random.Random(seed)
         segments = segment_text(doc.text)
-        first, last, tokens = token_span(segment_counts(ctx.backend.tokenizer, segments), self.params.span_tokens, rng)
+        # sample s of n draws its passage from the s-th n-th of the document: the samples' passages never
+        # overlap, so (with answers that occur once in the document) no two rows of a document share an answer
+        n = self.params.samples_per_document
+        low, high = len(segments) * sample // n, max(len(segments) * (sample + 1) // n, len(segments) * sample // n + 1)
+        counts = segment_counts(ctx.backend.tokenizer, segments)
+        first, last, tokens = token_span(counts[low:high], self.params.span_tokens, rng)
+        first, last = first + low, last + low
         passage = "".join(segments[first:last]).strip()
         picked = None
         if self.params.answers == "passage":
-            candidates = answer_candidates(passage)
+            candidates = [c for c in answer_candidates(passage) if not self.params.unique_answers
+                          or occurrences(c, doc.text) == 1]
             if not candidates:
-                raise Reject("no_answer_candidate", "the passage holds no identifier, name or number")
+                raise Reject("no_answer_candidate", "the passage holds no identifier, name or number that occurs "
+                                                    "once in the document")
             picked = rng.choice(candidates)
         writing = ctx.template(self.params.qa_template if picked is None else self.params.question_template)
         variables = {"passage": passage, "meta": doc.meta} | ({"answer": picked} if picked else {})
@@ -155,6 +179,10 @@ class VerifiableMethod(Method):
             raise Reject("answer_too_long", f"{len(answer.split())} words", raw=raw)
         if not normalize_answer(answer):
             raise Reject("answer_is_punctuation", answer, raw=raw)
+        if len(normalize_answer(answer).replace(" ", "")) < MIN_ANSWER_CHARS:  # the reward never pays such answers
+            raise Reject("answer_too_short", answer, raw=raw)
+        if self.params.unique_answers and occurrences(answer, document) > 1:
+            raise Reject("answer_not_unique", f"{answer!r} occurs more than once in the document", raw=raw)
         if normalize_answer(answer) in normalize_answer(question):
             raise Reject("answer_in_question", answer, raw=raw)
         return answer

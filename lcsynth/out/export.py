@@ -79,8 +79,15 @@ def run_kinds(run_dir: Path) -> list[str]:
     return [k for k in KINDS if manifest["counts"]["rows"].get(k)]
 
 
-def shaped(row: dict[str, Any], kind: str, fmt: Format, index: int, split: str) -> dict[str, Any]:
-    """One row in the export's shape."""
+def shaped(row: dict[str, Any], kind: str, fmt: Format, index: int, split: str,
+           data_source: str | None = None) -> dict[str, Any]:
+    """One row in the export's shape.
+
+    verl's RL layout follows its own examples (gsm8k): `data_source`, `prompt`, `ability`,
+    `reward_model: {style: rule, ground_truth}` and `extra_info: {split, index, question}` (plus `meta`).
+    `data_source` defaults to `lcsynth/<method>`; verl passes it to the reward function it dispatches on.
+    A TRL GRPO row gets a `question` column, which TRL hands to `rewards.grpo_reward` as a keyword.
+    """
     meta = row.get("meta", {})
     columns = {c: row[c] for c in COLUMNS[kind] if c in row}
     if fmt == "jsonl":
@@ -88,14 +95,16 @@ def shaped(row: dict[str, Any], kind: str, fmt: Format, index: int, split: str) 
     if fmt == "parquet":
         return {**columns, "meta": json.dumps(meta, ensure_ascii=False)}
     if fmt == "trl":
-        return columns
+        return {**columns, "question": meta.get("question") or ""} if kind == "grpo" else columns
+    extra = {"split": split, "index": index, "meta": json.dumps(meta, ensure_ascii=False)}
     if kind == "grpo":  # verl's RL layout
         truth = row["ground_truth"]
-        return {"data_source": f"lcsynth/{meta.get('method', 'unknown')}", "prompt": row["prompt"],
+        return {"data_source": data_source or f"lcsynth/{meta.get('method', 'unknown')}", "prompt": row["prompt"],
                 "ability": "longcontext_qa" if meta.get("method") == "keychain" else "long_context",
                 "reward_model": {"style": "rule", "ground_truth": [truth] if isinstance(truth, str) else truth},
-                "extra_info": {"split": split, "index": index, "meta": json.dumps(meta, ensure_ascii=False)}}
-    return {**columns, "extra_info": {"split": split, "index": index, "meta": json.dumps(meta, ensure_ascii=False)}}
+                "extra_info": {"split": split, "index": index, "question": meta.get("question") or "",
+                               "meta": extra["meta"]}}
+    return {**columns, "extra_info": extra}
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -122,10 +131,11 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def export_run(run_dir: Path, fmt: Format, splits: dict[str, float] | None = None,
-               out: Path | None = None) -> dict[str, dict[str, int]]:
+               out: Path | None = None, data_source: str | None = None) -> dict[str, dict[str, int]]:
     """Write `run_dir`'s rows in `fmt` under `out` (default RUN_DIR/export/FMT): KIND/SPLIT.(jsonl|parquet).
 
-    Returns row counts per kind and split. Rows are read one kind at a time.
+    Returns row counts per kind and split. Rows are read one kind at a time. `data_source` overrides
+    the verl rows' `data_source` (e.g. `custom_longcontextqa_lcsynth` for LoongRL's verl reward dispatch).
     """
     splits = splits or {"train": 1.0}
     out = out or run_dir / "export" / fmt
@@ -134,7 +144,7 @@ def export_run(run_dir: Path, fmt: Format, splits: dict[str, float] | None = Non
         by_split: dict[str, list[dict[str, Any]]] = {name: [] for name in splits}
         for row in iter_rows(run_dir, kind):
             split = split_of(row, splits)
-            by_split[split].append(shaped(row, kind, fmt, len(by_split[split]), split))
+            by_split[split].append(shaped(row, kind, fmt, len(by_split[split]), split, data_source))
         folder = out / kind
         folder.mkdir(parents=True, exist_ok=True)
         for split, rows in by_split.items():

@@ -104,6 +104,7 @@ def method_context(recipe: Recipe, backend: Backend, methods: list[Method], coun
     if any(m.needs_store for m in methods):
         ctx.store = TokenStore(store_folder) if store_folder else open_store(recipe, backend.tokenizer)
     ctx.document_limit = document_token_limit(recipe, backend, methods)
+    ctx.seed = recipe.seed
     return ctx
 
 
