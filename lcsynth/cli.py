@@ -173,15 +173,17 @@ def serve_local(
     context_length: Annotated[int, typer.Option(help="Context window in tokens.")] = 8192,
     alias: Annotated[str, typer.Option(help="Model name clients ask for.")] = "smollm2",
 ) -> None:
-    """Serve a GGUF model as an OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp, no GPU needed)."""
-    import subprocess
+    """Serve a GGUF model as an OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp, no GPU needed).
 
+    The server ends with this command (SIGTERM, SIGINT, SIGHUP, or this command killed).
+    """
     from lcsynth.backends.llamacpp import bundled_gguf, local_server_command
+    from lcsynth.supervise import run_supervised
 
     gguf = model or str(bundled_gguf())
     err.print(f"serving {gguf} as '{alias}' at http://127.0.0.1:{port}/v1 — in a recipe: backend: "
               f"{{type: openai, base_url: http://127.0.0.1:{port}/v1, model: {alias}, tokenizer: {gguf}}}")
-    raise typer.Exit(subprocess.call(local_server_command(port, gguf, context_length, alias)))
+    raise typer.Exit(run_supervised(local_server_command(port, gguf, context_length, alias)))
 
 
 @app.command()
