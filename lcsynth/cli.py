@@ -182,7 +182,7 @@ def serve_local(
 
     gguf = model or str(bundled_gguf())
     err.print(f"serving {gguf} as '{alias}' at http://127.0.0.1:{port}/v1 — in a recipe: backend: "
-              f"{{type: openai, base_url: http://127.0.0.1:{port}/v1, model: {alias}, tokenizer: {gguf}}}")
+              f"{{type: openai, base_url: http://127.0.0.1:{port}/v1}} (model and tokenizer are asked of the server)")
     raise typer.Exit(run_supervised(local_server_command(port, gguf, context_length, alias)))
 
 
