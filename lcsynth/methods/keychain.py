@@ -238,15 +238,21 @@ class KeyChainMethod(Method):
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
         self.verify(context, heads, endings)
         link_at = [offsets[i] + within for i, within in where]
+        message, base = next(((m, msg["content"].find(context)) for m, msg in enumerate(messages)
+                              if context in msg.get("content", "")), (0, 0))
+        evidence_chars = base + sum(len(p.text) + len(_SEPARATOR) for p in pieces[:at])
+        link_chars = [base + context.find(piece.text) for piece in link_pieces]
         meta = {
             "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
             "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
             **({"model": ctx.model_id, "qa_template": doc.meta["qa_template"]} if self.params.qa == "llm" else {}),
             "tolerance": tolerance, "depth": round(depth, 4),
-            "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens}],
+            "evidence": [{"doc_id": doc.id, "token_offset": offsets[at], "tokens": evidence.tokens, "message": message,
+                          "char_span": [evidence_chars, evidence_chars + len(pieces[at].text)]}],
             "evidence_depths": [round(offsets[at] / n_tokens, 4)],
             "chain": {"head": heads[0][0], "chains": chains, "chain_length": self.params.chain_length,
-                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i]}
+                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i], "message": message,
+                                 "char_span": [link_chars[i], link_chars[i] + len(link_pieces[i].text)]}
                                 for i, (chain, hop, key, _) in enumerate(links)]},
             "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i != at],
         }
