@@ -17,6 +17,7 @@ from lcsynth.cli_cache import app as cache_app
 from lcsynth.cli_export import check, export
 from lcsynth.cli_hub import push
 from lcsynth.cli_templates import app as templates_app
+from lcsynth.cli_view import view
 from lcsynth.errors import ConfigError, LcsynthError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(cache_app, name="cache")
 app.command()(export)
 app.command()(check)
 app.command()(push)
+app.command()(view)
 err = Console(stderr=True, soft_wrap=True)
 
 
