@@ -153,3 +153,30 @@ def test_view_mistakes_are_one_line(tmp_path):
         result = subprocess.run([sys.executable, "-m", "lcsynth.cli", "view", *args], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_document_boundaries_of_multi_document_contexts():
+    from lcsynth.methods.mixing import DOCUMENT_BANNER, numbered_documents
+
+    texts = ["First document.", "Second one.", "Third."]
+    magpie = {"messages": [{"role": "user", "content": "Read:\n" + DOCUMENT_BANNER.join(texts) + "\nWhy?"},
+                           {"role": "assistant", "content": "Because."}],
+              "meta": {"method": "longmagpie", "documents": ["a", "b", "c"]}}
+    wild = {"messages": [{"role": "user", "content": numbered_documents(texts) + "\n\nCompare them."}],
+            "meta": {"method": "wildlong", "documents": ["a", "b", "c"]}}
+    for row, labels, starts in ((magpie, ["document 2: b", "document 3: c"], texts[1:]),
+                                (wild, ["document 1: a", "document 2: b", "document 3: c"], texts)):
+        shown = laid_out("sft", row)
+        content = row["messages"][0]["content"]
+        assert [s["label"] for s in shown["spans"]] == labels
+        for s, start in zip(shown["spans"], starts, strict=True):
+            assert content[s["end"]:].lstrip().startswith(start)
+
+
+def test_spans_count_utf16_units_as_the_page_does():
+    text = "😀 ab " + "x" * 10
+    row = {"text": text, "meta": {"method": "nextlong", "meta_chunk_spans": [[2, 4]], "negative_spans": [],
+                                  "negatives": [], "source_doc_id": "d"}}
+    (shown,) = laid_out("pretrain", row)["spans"]
+    assert (shown["start"], shown["end"]) == (3, 5)
+    assert text.encode("utf-16-le")[2 * shown["start"]:2 * shown["end"]].decode("utf-16-le") == "ab"

@@ -75,6 +75,7 @@ class RunIndex:
         self.method_counts: Counter[str] = Counter()
         self.reason_counts: Counter[str] = Counter()
         self.kind_counts: Counter[str] = Counter()
+        self.indexing = False  # True while a refresh reads lines (the first one of a large run takes a while)
 
     def _number(self, name: str) -> int:
         if name not in self._numbers:
@@ -100,6 +101,13 @@ class RunIndex:
 
     def refresh(self) -> bool:
         """Index what was written since the last call; True when anything changed."""
+        self.indexing = True
+        try:
+            return self._refresh()
+        finally:
+            self.indexing = False
+
+    def _refresh(self) -> bool:
         changed = False
         for name, kind in self._found().items():
             path = self.path_of(name)
@@ -192,5 +200,5 @@ class RunIndex:
                     "methods": {m: n for m, n in self.method_counts.most_common() if m and n},
                     "reasons": {r: n for r, n in self.reason_counts.most_common() if r and n},
                     "lines": sum(len(f.offsets) for f in self.files.values()),
-                    "bytes": sum(f.scanned for f in self.files.values()),
+                    "bytes": sum(f.scanned for f in self.files.values()), "indexing": self.indexing,
                     "files": {name: len(f.offsets) for name, f in self.files.items()}}

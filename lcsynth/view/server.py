@@ -128,8 +128,7 @@ def _int(value: str | None, default: int) -> int:
 def serve(run_dir: Path, port: int, on_ready: Any = None) -> None:
     """Serve the viewer on 127.0.0.1:`port` until interrupted (port 0: any free port)."""
     index = open_run(run_dir)
-    index.refresh()
-    refresher = Refresher(index)
+    refresher = Refresher(index)  # the page opens at once and fills as lines are indexed
     refresher.start()
 
     async def main() -> None:

@@ -8,12 +8,14 @@ units, as JavaScript strings do.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from lcsynth.methods.mixing import DOCUMENT_BANNER
 
 Span = dict[str, Any]
+HEADER = re.compile(r"^Document (\d+):$", re.M)
 
 
 def text_fields(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,21 +96,23 @@ def keychain(row: dict[str, Any], meta: dict[str, Any], texts: dict[str, str]) -
 
 
 def documents(row: dict[str, Any], meta: dict[str, Any], texts: dict[str, str]) -> list[Span]:
-    """Where one document of a multi-document context ends and the next begins (LongMagpie, WildLong)."""
-    ids = meta.get("documents") or []
+    """Where each document of a multi-document context begins (LongMagpie's banners, WildLong's headers)."""
+    ids = [str(i) for i in meta.get("documents") or []]
+    if len(ids) < 2:
+        return []
+    banner = DOCUMENT_BANNER.strip()
     spans = []
     for path, text in texts.items():
-        for marker, kind in ((DOCUMENT_BANNER.strip(), "banner"), ("Document ", "header")):
-            at, number = text.find(marker), 1
-            while at >= 0 and len(ids) > 1:
-                end = text.find("\n", at)
-                end = len(text) if end < 0 else end
-                if kind == "banner" or text[at + len(marker):end].rstrip(":").isdigit():
-                    number += 1 if kind == "banner" else 0
-                    which = number if kind == "banner" else int(text[at + len(marker):end].rstrip(":"))
-                    label = f"document {which}" + (f": {ids[which - 1]}" if which <= len(ids) else "")
-                    spans.append(span(path, at, end, "boundary", label, len(text)))
-                at = text.find(marker, end)
+        at, number = text.find(banner), 1
+        while at >= 0:  # LongMagpie: documents joined by a banner line
+            number += 1
+            label = f"document {number}" + (f": {ids[number - 1]}" if number <= len(ids) else "")
+            spans.append(span(path, at, at + len(banner), "boundary", label, len(text)))
+            at = text.find(banner, at + len(banner))
+        for match in HEADER.finditer(text):  # WildLong: "Document i:" headers
+            number = int(match.group(1))
+            label = f"document {number}" + (f": {ids[number - 1]}" if 0 < number <= len(ids) else "")
+            spans.append(span(path, match.start(), match.end(), "boundary", label, len(text)))
     return spans
 
 

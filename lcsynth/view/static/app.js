@@ -46,7 +46,8 @@ function showSummary(summary) {
   fillSelect($("f-method"), summary.methods);
   fillSelect($("f-reason"), summary.reasons);
   const live = summary.finished ? "finished" : "being written: refreshed every few seconds";
-  $("status").textContent = `${summary.lines} lines · ${live}`;
+  const reading = summary.indexing ? ` · indexing (${(summary.bytes / 1e6).toFixed(0)} MB read)` : "";
+  $("status").textContent = `${summary.lines} lines · ${live}${reading}`;
 }
 
 function staticSelect(wanted, offset) {
@@ -233,9 +234,9 @@ function start() {
   $("filters").addEventListener("submit", (event) => event.preventDefault());
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); loadList(); });
   $("next").addEventListener("click", () => { state.offset += PAGE; loadList(); });
-  refresh().then((summary) => {
-    if (!STATIC) setInterval(() => refresh().catch(() => {}), summary.finished ? 10000 : 2000);
-  });
+  if (STATIC) { refresh(); return; }
+  const follow = () => refresh().then(() => setTimeout(follow, 2000), () => setTimeout(follow, 5000));
+  follow();
 }
 
 start();
