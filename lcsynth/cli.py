@@ -53,7 +53,8 @@ def generate(
         "replays from the cache).")] = False,
     reason: Annotated[list[str] | None, typer.Option("--reason", help="With --retry-rejects: only rejects of this "
                                                      "reason (repeatable).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress (shown on stderr: live on a terminal, "
+                                    "else a line every 5 s, $LCSYNTH_PROGRESS_SECONDS).")] = False,
     executor: Annotated[str, typer.Option(help="Where units run: local (this process) or ray (a Ray cluster; "
                                                "pip install 'lcsynth[ray]').")] = "local",
     address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster (auto, ray://HOST:10001); "
