@@ -60,17 +60,23 @@ def listed(driver):
 
 
 def choose(driver, select_id, value):
-    driver.execute_script(f"const s = document.getElementById('{select_id}'); s.value = arguments[0];"
-                          "s.dispatchEvent(new Event('input', {bubbles: true}));", value)
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", select_id)).select_by_value(value)
 
 
 def type_into(driver, input_id, text):
-    driver.execute_script(f"const i = document.getElementById('{input_id}'); i.value = arguments[0];"
-                          "i.dispatchEvent(new Event('input', {bubbles: true}));", text)
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element("id", input_id)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE)
+    if text:
+        field.send_keys(text)
 
 
 def open_row(driver, row_id):
-    driver.execute_script("document.querySelector(`#list li[data-id='${arguments[0]}']`).click()", row_id)
+    driver.find_element("css selector", f"#list li[data-id='{row_id}']").click()
     wait_for(driver, f"return document.querySelector('#detail h2')?.textContent === {json.dumps(row_id)}",
              f"row {row_id} did not open")
 
@@ -129,7 +135,7 @@ def test_filter_open_rows_and_their_spans(browser, run_dir, tmp_path):
         assert sorted(map(tuple, marks(browser))) == expected_marks(row)
         links = browser.execute_script("return document.querySelectorAll('.spans a').length")
         assert links == len(row["meta"]["chain"]["links"]) + 1
-        browser.execute_script("document.querySelectorAll('.spans a')[1].click()")  # jump to a link
+        browser.find_elements("css selector", ".spans a")[-1].click()  # jump to the last span
         wait_for(browser, "const m = document.querySelector('mark.flash'); if (!m) return false;"
                  "const r = m.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight + r.height",
                  "jumping did not bring the span into view")

@@ -4,7 +4,7 @@
 
 const STATIC = typeof LCSYNTH_DATA !== "undefined" && LCSYNTH_DATA !== null ? LCSYNTH_DATA : null;
 const PAGE = 50, GAP_KEEP = 600, GAP_COLLAPSE = 1600, LONG_SPAN = 2000;
-const state = { offset: 0, total: 0, lines: -1, open: null };
+const state = { offset: 0, total: 0, lines: -1, open: null, asked: 0 };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -62,9 +62,10 @@ function staticSelect(wanted, offset) {
 }
 
 async function loadList() {
-  const wanted = filters();
+  const wanted = filters(), asked = ++state.asked;
   const found = STATIC ? staticSelect(wanted, state.offset)
     : await getJSON("api/rows", { ...wanted, offset: state.offset, limit: PAGE });
+  if (asked !== state.asked) return; // a later filter's answer is (or will be) drawn instead
   state.total = found.total;
   const list = $("list");
   list.replaceChildren();
@@ -230,7 +231,9 @@ async function refresh() {
 }
 
 function start() {
-  $("filters").addEventListener("input", () => { state.offset = 0; loadList(); });
+  const changed = () => { state.offset = 0; loadList(); };
+  $("filters").addEventListener("input", changed);
+  $("filters").addEventListener("change", changed); // a select set by script or driver may send only this
   $("filters").addEventListener("submit", (event) => event.preventDefault());
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); loadList(); });
   $("next").addEventListener("click", () => { state.offset += PAGE; loadList(); });
