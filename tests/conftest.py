@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import time
 from collections.abc import Callable
 
 import pytest
+from processes import alive, command_line, descendants
 
 from lcsynth.backends.base import Completion, Request, Usage
 from lcsynth.backends.llamacpp import bundled_gguf
 from lcsynth.text.chat import ChatTemplate, template_from_metadata
 from lcsynth.text.tokens import LlamaCppTokenizer
+
+# Helpers that live as long as the test process by design, not processes a test started.
+LONG_LIVED = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +84,30 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LCSYNTH_TEMPLATES", raising=False)
     monkeypatch.delenv("LCSYNTH_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left_behind():
+    """After the last test, no process the tests started may still run: survivors are ended and fail the run."""
+    yield
+    left = {pid: command_line(pid) for pid in descendants(os.getpid()) if alive(pid)}
+    left = {pid: line for pid, line in left.items() if not any(name in line for name in LONG_LIVED)}
+    if not left:
+        return
+    for pid in left:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        if alive(pid):
+            _signal(pid, signal.SIGKILL)
+    pytest.fail("processes left running by the tests (ended now): "
+                + "; ".join(f"{pid}: {line[:160]}" for pid, line in left.items()), pytrace=False)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it ended meanwhile

@@ -103,6 +103,11 @@ def test_keychain_rows_resolve_uniquely_and_land_on_their_target(tmp_path, smol_
         assert row["ground_truth"][0].startswith(first_line.strip())
         for link in chain["links"]:
             assert smol_tokenizer.decode(ids[link["token_offset"]:link["token_offset"] + 1]) == ' {"'
+            start, end = link["char_span"]
+            content = row["prompt"][link["message"]]["content"]
+            assert content[start:end].startswith(f' {{"{link["key"]}": ') and content[start:end].endswith("}.")
+        start, end = evidence["char_span"]
+        assert row["prompt"][evidence["message"]]["content"][start:end].startswith(first_line.strip())
         assert meta["depth"] in (0.0, 0.5, 1.0) and abs(meta["evidence_depths"][0] - meta["depth"]) < 0.2
         assert keychain_reward(f"so \\boxed{{{row['ground_truth'][0]}}}", row["ground_truth"]) == 1.0
     _, again = construct(tmp_path, KEYCHAIN, name="again")
@@ -155,6 +160,9 @@ def test_nextlong_negatives_come_out_and_leave_the_document(tmp_path, smol_token
         source = demo_docs[meta["source_doc_id"]]
         assert "\n".join(text[s:e] for s, e in meta["meta_chunk_spans"]) == source
         assert [s for s, _ in meta["meta_chunk_spans"]] == sorted(s for s, _ in meta["meta_chunk_spans"])
+        laid = sorted([*meta["meta_chunk_spans"], *meta["negative_spans"]])  # p₁ N₁ p₂ N₂ …, joined by newlines
+        assert len(meta["negative_spans"]) == len(meta["negatives"]) and laid[0][0] == 0 and laid[-1][1] == len(text)
+        assert all(text[a[1]:b[0]] == "\n" for a, b in zip(laid, laid[1:], strict=False))
         ids = [n[0] for n in meta["negatives"]]
         assert len(ids) == len(set(ids)) and all(n[2] != meta["source_doc_id"] for n in meta["negatives"])
         at = 0

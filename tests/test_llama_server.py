@@ -131,3 +131,32 @@ def test_serve_local_command_serves_the_bundled_model(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_model_and_tokenizer_default_to_what_the_server_serves(server_url, tmp_path, request):
+    recipe = request.config.rootpath / "recipes" / "demo.yaml"
+    given = generate(recipe, "--set", "output.name=given", "--backend", "openai", "--set",
+                     f"backend.base_url={server_url}", "--set", "backend.model=smollm2",
+                     "--set", f"backend.tokenizer={bundled_gguf()}")
+    asked = generate(recipe, "--set", "output.name=asked", "--backend", "openai", "--set",
+                     f"backend.base_url={server_url}")
+    assert given.returncode == 0, given.stderr
+    assert asked.returncode == 0, asked.stderr
+    manifests = [json.loads((tmp_path / "runs" / name / "manifest.json").read_text()) for name in ("given", "asked")]
+    assert manifests[1]["model"] == manifests[0]["model"] == "openai:smollm2"
+    rows = [[json.loads(line) for line in (tmp_path / "runs" / name / "sft-00000.jsonl").read_text().splitlines()]
+            for name in ("given", "asked")]
+    for row in rows[0] + rows[1]:
+        row["meta"].pop("recipe_hash")  # the recipes differ in the keys left out
+    assert rows[0] and rows[0] == rows[1]  # the same tokens counted, the same template: the same rows
+
+
+def test_the_servers_tokenize_counts_as_the_gguf_does(server_url, smol_tokenizer):
+    from lcsynth.backends.discovery import served_models, served_tokenizer
+
+    models = served_models(server_url, {})
+    tokenizer = served_tokenizer(server_url, "smollm2", models, {})
+    text = "The json module encodes <|im_start|> objects; naïve café 😀 \n\n  def f(x): return x"
+    assert tokenizer.encode(text) == smol_tokenizer.encode(text)
+    assert tokenizer.decode(smol_tokenizer.encode("hello world")) == "hello world"
+    assert tokenizer.metadata["tokenizer.chat_template"] == smol_tokenizer.metadata["tokenizer.chat_template"]

@@ -5,6 +5,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
 from fake_openai import FakeOpenAI
 
 from lcsynth.backends.base import Request
@@ -197,3 +198,24 @@ def test_decoders_get_the_schema_without_patterns_and_outputs_are_checked_agains
     sent = json.dumps(body)
     assert '"pattern"' not in sent and '"minLength": 8' in sent and '"required": ["question"]' in sent
     assert schema["properties"]["question"]["pattern"]  # the template's own schema keeps it for validation
+
+
+class TwoModels(FakeOpenAI):
+    async def _models(self, request):
+        return web.json_response({"object": "list", "data": [{"id": "a"}, {"id": "b"}]})
+
+
+@pytest.mark.parametrize(("server", "spec", "message"), [
+    (TwoModels, {"tokenizer": "t.gguf"}, r"^backend\.model: say which model to use \(.*: it serves a, b\)$"),
+    (FakeOpenAI, {}, r"^backend\.tokenizer: .* cannot count tokens for lcsynth \(no /tokenize\); set it"),
+    (None, {}, r"^backend\.model: say which model to use \(http://127\.0\.0\.1:9/v1: it cannot be reached\)$"),
+])
+def test_missing_model_or_tokenizer_the_server_cannot_give_names_the_key(server, spec, message):
+    fake = server().start_in_thread() if server else None
+    try:
+        url = fake.url if fake else "http://127.0.0.1:9/v1"
+        with pytest.raises(ConfigError, match=message):
+            OpenAIBackend.planning_view(BackendSpec(type="openai", base_url=url, **spec))
+    finally:
+        if fake:
+            fake.stop()

@@ -31,7 +31,7 @@ from lcsynth.backends.transport import (
     shown_proxy,
 )
 from lcsynth.config import BackendSpec
-from lcsynth.errors import BackendError, Reject
+from lcsynth.errors import BackendError, ConfigError, Reject
 
 CHAT = Request.chat([{"role": "user", "content": "hi"}], max_tokens=5, seed=1)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD")
@@ -298,3 +298,22 @@ def test_lcsynth_generate_through_the_proxy_and_without_it(tmp_path, proxy_env):
     assert direct.returncode == 2
     assert re.fullmatch(r"error: cannot reach http://llm\.internal:\d+/v1/? \(is the server running\?\)\n",
                         direct.stderr)
+
+
+def test_the_model_is_asked_of_a_server_only_the_proxy_reaches(proxy_env):
+    """A recipe without `backend.model` asks /models the way generation requests go: through the proxy."""
+    async def test(fake, proxy):
+        proxy_env(HTTP_PROXY=proxy.url)
+        spec = BackendSpec(type="openai", base_url=f"http://llm.internal:{fake.port}/v1",
+                           tokenizer=str(bundled_gguf()))
+        view = await asyncio.to_thread(OpenAIBackend.planning_view, spec)
+        direct = spec.model_copy(update={"base_url": fake.url})  # loopback: never through the proxy
+        assert (await asyncio.to_thread(OpenAIBackend.planning_view, direct)).model_id == "openai:fake"
+        proxy_env(NO_PROXY="llm.internal")
+        with pytest.raises(ConfigError, match=r"^backend\.model: .*it cannot be reached"):
+            await asyncio.to_thread(OpenAIBackend.planning_view, spec)
+        return view.model_id, fake.port, proxy.seen
+
+    model_id, port, seen = with_proxy(test)
+    assert model_id == "openai:fake"
+    assert seen == [f"http://llm.internal:{port}/v1/models"]

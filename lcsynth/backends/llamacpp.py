@@ -38,9 +38,12 @@ def bundled_gguf() -> Path:
 
 def local_server_command(port: int, model: str | None = None, context_length: int = 8192,
                          alias: str = "smollm2") -> list[str]:
-    """The command that serves a GGUF (default: the bundled one) as an OpenAI-compatible API on 127.0.0.1."""
+    """The command that serves a GGUF (default: the bundled one) as an OpenAI-compatible API on 127.0.0.1.
+
+    It is llama-cpp-python's server with llama.cpp's `/tokenize` and `/props` added (`local_server.py`).
+    """
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", model or str(bundled_gguf()),
+        sys.executable, "-m", "lcsynth.backends.local_server", "--model", model or str(bundled_gguf()),
         "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context_length),
         # the server's default cancels a running request when another arrives; clients send many at once
         "--interrupt_requests", "False", "--verbose", "False",

@@ -14,6 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from lcsynth.backends.base import Completion, PlanningBackend, Request, Usage
 from lcsynth.backends.decoding import decoding_schema
+from lcsynth.backends.discovery import default_model, served_models, served_tokenizer
 from lcsynth.backends.http1 import HttpProtocolError
 from lcsynth.backends.limits import MinuteRateLimiter
 from lcsynth.backends.transport import (
@@ -101,6 +102,24 @@ class RetryAfterOrBackoff:
         return self.seconds(outcome, retry_state.attempt_number + self.offset)
 
 
+def _headers(spec: BackendSpec) -> dict[str, str]:
+    """The Authorization header for the calls that ask the server about itself."""
+    return {"Authorization": f"Bearer {OpenAIBackend._api_key(spec)}", "User-Agent": f"lcsynth/{__version__}"}
+
+
+def resolved_spec(spec: BackendSpec) -> tuple[BackendSpec, list[dict[str, Any]]]:
+    """`spec` with `model` taken from the server when left out, and the server's `/models` entries (when asked)."""
+    if spec.model and spec.tokenizer:
+        return spec, []
+    if not spec.base_url:
+        missing = "backend.model" if not spec.model else "backend.tokenizer"
+        raise ConfigError(f"{missing}: set it (only a server given by backend.base_url can be asked for it)")
+    models = served_models(spec.base_url, _headers(spec))
+    if not spec.model:
+        spec = spec.model_copy(update={"model": default_model(spec.base_url, models)})
+    return spec, models or []
+
+
 class OpenAIBackend:
     """Chat requests go to /chat/completions, raw prompts to /completions; both retried and rate limited.
 
@@ -114,8 +133,8 @@ class OpenAIBackend:
     def __init__(self, spec: BackendSpec) -> None:
         import openai
 
-        self.spec = spec
         view = self.planning_view(spec)
+        self.spec = spec = spec.model_copy(update={"model": view.model_id.removeprefix("openai:")})
         self.model_id, self.tokenizer, self.chat_template = view.model_id, view.tokenizer, view.chat_template
         self.context_length, self.max_concurrency = view.context_length, view.max_concurrency
         self.retries = 0
@@ -154,14 +173,16 @@ class OpenAIBackend:
 
     @staticmethod
     def planning_view(spec: BackendSpec) -> PlanningBackend:
-        """Model id, tokenizer, chat template and context length, with no client and no key."""
-        if not spec.model:
-            raise ConfigError("backend.model: the openai backend needs the served model's name")
-        if not spec.tokenizer:
-            raise ConfigError("backend.tokenizer: the openai backend needs the model's tokenizer to count tokens "
-                              "(a Hugging Face name or folder, or a .gguf path)")
-        tokenizer: Tokenizer = load_tokenizer(spec.tokenizer)
-        context = spec.context_length or context_length_from_metadata(getattr(tokenizer, "metadata", {}) or {})
+        """Model id, tokenizer, chat template and context length, with no client.
+
+        A `backend.model` or `backend.tokenizer` left out is asked of the server (`discovery.py`).
+        """
+        spec, models = resolved_spec(spec)
+        tokenizer: Tokenizer = (load_tokenizer(spec.tokenizer) if spec.tokenizer else
+                                served_tokenizer(spec.base_url or "", spec.model or "", models, _headers(spec)))
+        served_context = next((m.get("max_model_len") for m in models if m["id"] == spec.model), None)
+        context = (spec.context_length or context_length_from_metadata(getattr(tokenizer, "metadata", {}) or {})
+                   or served_context)
         if not context:
             raise ConfigError("backend.context_length: say how many tokens the served model accepts")
         return PlanningBackend(f"openai:{spec.model}", tokenizer, template_for_tokenizer(tokenizer), context,

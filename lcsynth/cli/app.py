@@ -16,6 +16,7 @@ from lcsynth.cli.cache import app as cache_app
 from lcsynth.cli.export import check, export
 from lcsynth.cli.hub import push
 from lcsynth.cli.templates import app as templates_app
+from lcsynth.cli.view import view
 from lcsynth.errors import ConfigError, LcsynthError
 from lcsynth.version import __version__
 
@@ -30,6 +31,7 @@ app.add_typer(cache_app, name="cache")
 app.command()(export)
 app.command()(check)
 app.command()(push)
+app.command()(view)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -51,7 +53,8 @@ def generate(
         "replays from the cache).")] = False,
     reason: Annotated[list[str] | None, typer.Option("--reason", help="With --retry-rejects: only rejects of this "
                                                      "reason (repeatable).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress (shown on stderr: live on a terminal, "
+                                    "else a line every 5 s, $LCSYNTH_PROGRESS_SECONDS).")] = False,
     executor: Annotated[str, typer.Option(help="Where units run: local (this process) or ray (a Ray cluster; "
                                                "pip install 'lcsynth[ray]').")] = "local",
     address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster (auto, ray://HOST:10001); "
@@ -173,15 +176,17 @@ def serve_local(
     context_length: Annotated[int, typer.Option(help="Context window in tokens.")] = 8192,
     alias: Annotated[str, typer.Option(help="Model name clients ask for.")] = "smollm2",
 ) -> None:
-    """Serve a GGUF model as an OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp, no GPU needed)."""
-    import subprocess
+    """Serve a GGUF model as an OpenAI-compatible endpoint on 127.0.0.1 (llama.cpp, no GPU needed).
 
+    The server ends with this command (SIGTERM, SIGINT, SIGHUP, or this command killed).
+    """
     from lcsynth.backends.llamacpp import bundled_gguf, local_server_command
+    from lcsynth.cli.supervise import run_supervised
 
     gguf = model or str(bundled_gguf())
     err.print(f"serving {gguf} as '{alias}' at http://127.0.0.1:{port}/v1 — in a recipe: backend: "
-              f"{{type: openai, base_url: http://127.0.0.1:{port}/v1, model: {alias}, tokenizer: {gguf}}}")
-    raise typer.Exit(subprocess.call(local_server_command(port, gguf, context_length, alias)))
+              f"{{type: openai, base_url: http://127.0.0.1:{port}/v1}} (model and tokenizer are asked of the server)")
+    raise typer.Exit(run_supervised(local_server_command(port, gguf, context_length, alias)))
 
 
 @app.command()

@@ -9,6 +9,7 @@ no decoy chain reaches it, and the prompt is within tolerance of its target leng
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -226,17 +227,23 @@ class KeyChainMethod(Method):
             raise Reject("length_out_of_tolerance", f"{n_tokens} tokens for target {target} ± {tolerance}")
         self.verify(context, heads, endings)
         link_at = [offsets[i] + within for i, within in where]
+        message, base = next(((m, msg["content"].find(context)) for m, msg in enumerate(messages)
+                              if context in msg.get("content", "")), (0, 0))
+        piece_chars = list(itertools.accumulate((len(p.text) + len(_SEPARATOR) for p in pieces[:-1]), initial=base))
+        link_chars = [base + context.find(piece.text) for piece in link_pieces]
         meta = {
             "method": self.name, "seed": seed, "qa_id": doc.id, "source_doc": doc.meta.get("source_doc"),
             "question": question, "decoy_questions": len(set(decoys)), "layout": self.params.layout,
             "template": f"{template.name}@{template.version}", "target_tokens": target, "n_tokens": n_tokens,
             **({"model": ctx.model_id, "qa_template": doc.meta["qa_template"]} if self.params.qa == "llm" else {}),
             "tolerance": tolerance, "depth": None if depth is None else round(depth, 4),
-            "evidence": [{"doc_id": doc.id, "token_offset": offsets[i], "tokens": n, **pieces[i].source}
+            "evidence": [{"doc_id": doc.id, "token_offset": offsets[i], "tokens": n, **pieces[i].source,
+                          "message": message, "char_span": [piece_chars[i], piece_chars[i] + len(pieces[i].text)]}
                          for i, n in zip(own, own_tokens, strict=True)],
             "evidence_depths": [round(offsets[i] / n_tokens, 4) for i in own],
             "chain": {"head": heads[0][0], "chains": chains, "chain_length": self.params.chain_length,
-                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i]}
+                      "links": [{"key": key, "chain": chain, "hop": hop, "token_offset": link_at[i], "message": message,
+                                 "char_span": [link_chars[i], link_chars[i] + len(link_pieces[i].text)]}
                                 for i, (chain, hop, key, _) in enumerate(links)]},
             "distractors": [{**p.source, "token_offset": offsets[i]} for i, p in enumerate(pieces) if i not in own],
         }

@@ -211,7 +211,7 @@ class NExtLongMethod(Method):
         """Lay out p₁ N₁ p₂ N₂ …, with character spans of the meta-chunks and the negatives' provenance."""
         pieces: list[str] = []
         counted: list[tuple[str, int]] = []
-        spans, token_offsets, at, tokens_at = [], [], 0, 0
+        spans, negative_spans, token_offsets, at, tokens_at = [], [], [], 0, 0
         for part, count, group in zip(parts, part_tokens, negatives, strict=True):
             for text, tokens in [(part, count), *((c.text, n) for c, _, n in group)]:
                 if pieces:
@@ -220,6 +220,8 @@ class NExtLongMethod(Method):
                 if text is part:
                     spans.append([at, at + len(part)])
                     token_offsets.append(tokens_at)
+                else:
+                    negative_spans.append([at, at + len(text)])
                 pieces.append(text)
                 counted.append((text, tokens))
                 at += len(text)
@@ -237,6 +239,6 @@ class NExtLongMethod(Method):
                 "meta_chunk_token_offsets": token_offsets,
                 "evidence_depths": [round(o / n_tokens, 4) for o in token_offsets],
                 "negatives": [[c.id, round(s, 4), c.doc_id] for group in negatives for c, s, _ in group],
-                "negatives_per_chunk": [len(group) for group in negatives],
+                "negatives_per_chunk": [len(group) for group in negatives], "negative_spans": negative_spans,
                 "doc_boundaries": [[0, len(text)]]}
         return Record(self.kind, {"text": text}, meta)
