@@ -14,7 +14,7 @@ from tiny_lm import tiny_llama, train_tokenizer
 
 from bench.quality.arms import plan
 from bench.quality.evaluate import evaluate
-from bench.quality.mixes import chain_walk, corpus_chunks, sft_pair
+from bench.quality.mixes import corpus_chunks, sft_pair
 from bench.quality.train import train
 from lcsynth.corpus.demo import iter_demo_documents
 
@@ -24,20 +24,19 @@ pytestmark = pytest.mark.trainer
 @pytest.fixture(scope="module")
 def keychain_rows(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kc")
-    _, rows = construct(tmp, {"name": "keychain", "qa": "demo", "max_items": 6, "lengths": {"targets": ["2k"]}})
-    return rows["grpo"]
+    _, rows = construct(tmp, {"name": "keychain", "qa": "demo", "max_items": 6, "lengths": {"targets": ["2k"]},
+                              "form": "sft"})
+    return rows["sft"]
 
 
-def test_keychain_pair_walks_the_real_chain_to_the_question_then_answers(keychain_rows):
+def test_keychain_rows_become_pairs_whose_completion_walks_the_chain_then_boxes_the_gold(keychain_rows):
     for row in keychain_rows:
-        pair = sft_pair(row, "grpo")
-        walk = chain_walk(row)
-        hops = walk.split(" -> ")
-        assert hops[0] == row["meta"]["chain"]["head"] and len(hops) == row["meta"]["chain"]["chain_length"] + 1
-        question = hops[-1].strip('"')
-        assert question.endswith("?") and f'"{question}"' in row["prompt"][-1]["content"]
+        pair = sft_pair(row, "sft")
+        assert pair["method"] == "keychain" and pair["prompt"] == row["messages"][:-1]
         content = pair["completion"][0]["content"]
-        assert content.endswith("\\boxed{" + row["ground_truth"][0] + "}") and walk in content
+        chain = row["meta"]["chain"]
+        assert chain["head"] in content and content.rstrip(".").endswith("}")
+        assert "\\boxed{" in content and content.index(chain["head"]) < content.index("\\boxed{")
 
 
 def test_naive_chunks_have_the_lengths_asked(smol_tokenizer):
@@ -71,7 +70,7 @@ def work(tmp_path, scripted, keychain_rows):
     built.mkdir(parents=True)
     _, rows = construct(tmp_path, {"name": "untie_knots", "lengths": {"targets": ["2k"]}}, name="utk",
                         limits={"max_documents": 4})
-    with (built / "grpo-00000.jsonl").open("w") as f:
+    with (built / "sft-00000.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in keychain_rows)
     with (built / "pretrain-00000.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows["pretrain"])

@@ -3,7 +3,7 @@
 | arm | stage 1 (continued pretraining, RoPE base raised) | stage 2 (SFT steps) |
 |---|---|---|
 | `naive_sft` | - | corpus chunks as plain text, the lengths of `lcsynth_sft`'s rows |
-| `lcsynth_sft` | - | every lcsynth SFT pair, context_gain cut on |
+| `lcsynth_sft` | - | every written lcsynth SFT pair that passed context_gain (up to half), KeyChain for the rest |
 | `gain_off` | - | as `lcsynth_sft`, LongMagpie/LongPO rows drawn without the gain cut |
 | `keychain_only`, `longmagpie_only` | - | one method's pairs alone |
 | `naive_ext` | corpus chunks at 15K + short chunks | as `naive_sft`, lengths up to 16K |
@@ -44,15 +44,10 @@ def pair_mix(written: Path, built: Path, min_gain: float, max_tokens: int) -> di
 
     everything = written_pairs(written, None)
     kept = [p for p in everything if p["method"] not in ("longmagpie", "longpo") or (p["gain"] or 0) >= min_gain]
-    keychain = [p for p in (sft_pair(r, "grpo") for r in rows(built, "grpo")) if p and p["method"] == "keychain"]
-    short_kc = [p for p in keychain if _target(p) <= max_tokens]
-    long_kc = [p for p in keychain if _target(p) > max_tokens]
-    return {"kept": kept, "all": everything, "keychain": short_kc, "keychain_long": long_kc}
-
-
-def _target(pair: dict[str, Any]) -> int:
-    """A KeyChain pair's length in characters over 4 (a cheap token estimate, only to split by target)."""
-    return sum(len(m["content"]) for m in pair["prompt"]) // 4
+    keychain = [(r["meta"]["target_tokens"], sft_pair(r, "sft")) for r in rows(built, "sft")
+                if r["meta"].get("method") == "keychain"]
+    return {"kept": kept, "all": everything, "keychain": [p for n, p in keychain if n <= max_tokens],
+            "keychain_long": [p for n, p in keychain if n > max_tokens]}
 
 
 def plan(work: Path, count: Counter_, sft_steps: int, cpt_steps: int, batch: int, seed: int = 0,
@@ -64,7 +59,9 @@ def plan(work: Path, count: Counter_, sft_steps: int, cpt_steps: int, batch: int
     ratio = chars_per_token(corpus, count)
     pairs = pair_mix(runs / "written", runs / "built", min_gain, 8192)
     n_sft = sft_steps * batch
-    sft = take(pairs["kept"] + pairs["keychain"], n_sft, rng)
+    # every written row that passed (up to half the steps' rows), KeyChain for the rest
+    written_rows = take(pairs["kept"], min(len(pairs["kept"]), n_sft // 2), rng)
+    sft = written_rows + take(pairs["keychain"], n_sft - len(written_rows), rng)
     nogain_written = take([p for p in pairs["all"] if p["method"] in ("longmagpie", "longpo")],
                           sum(1 for p in sft if p["method"] in ("longmagpie", "longpo")), rng)
     gain_off = [p for p in sft if p["method"] not in ("longmagpie", "longpo")] + nogain_written

@@ -3,8 +3,8 @@
 Rows become TRL prompt/completion pairs (SFT, loss on the answer) or `{"text"}` rows (language modelling):
 - LongMagpie SFT rows: the last assistant turn is the completion;
 - LongPO DPO rows: the chosen answer is the completion (the long-context prompt);
-- verifiable-QA and KeyChain GRPO rows: the gold answer, boxed as their prompts ask; KeyChain's completion first
-  walks the chain it followed (`key -> key -> ... -> question`), the SFT form LoongRL's chains invite;
+- KeyChain rows come as SFT already (`form: sft`: the chain followed, then the boxed gold, written by lcsynth);
+- verifiable-QA GRPO rows: the gold answer, boxed as their prompts ask;
 - NExtLong and Untie-the-Knots pretraining rows: `text`.
 The naive controls cut the same corpus into plain text chunks of the same token lengths as the rows they stand
 against, so a gain of an lcsynth arm over its control cannot come from long text alone.
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 Counter_ = Callable[[Sequence[str]], list[int]]
-PAIR = re.compile(r'\{"([^"]+)": "((?:[^"\\]|\\.)*)"\}')
 
 
 def rows(run_dir: Path, kind: str) -> Iterator[dict[str, Any]]:
@@ -43,20 +41,6 @@ def first_answer(truth: Any) -> str:
     return truth[0] if isinstance(truth, list) else str(truth)
 
 
-def chain_walk(row: dict[str, Any]) -> str | None:
-    """The hops of a KeyChain row's real chain, read from its prompt: 'a -> b -> ... -> "question"'."""
-    chain = row["meta"].get("chain") or {}
-    text = row["prompt"][-1]["content"]
-    pairs = {key: value for key, value in PAIR.findall(text)}
-    key, hops = chain.get("head"), []
-    while key in pairs and len(hops) < 64:
-        hops.append(key)
-        key = pairs[key]
-    if not hops or key is None:
-        return None
-    return " -> ".join(hops) + f' -> "{key}"'
-
-
 def sft_pair(row: dict[str, Any], kind: str) -> dict[str, Any] | None:
     """A prompt/completion pair from an lcsynth row, or None for rows that have no SFT form."""
     method = row.get("meta", {}).get("method")
@@ -64,13 +48,8 @@ def sft_pair(row: dict[str, Any], kind: str) -> dict[str, Any] | None:
         return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:], "method": method}
     if kind == "dpo":
         return {"prompt": row["prompt"], "completion": row["chosen"], "method": method}
-    if kind == "grpo" and method in ("verifiable", "keychain"):
+    if kind == "grpo" and method == "verifiable":
         answer = boxed(row["prompt"], first_answer(row["ground_truth"]))
-        if method == "keychain":
-            walk = chain_walk(row)
-            if walk is None:
-                return None
-            answer = f"Following the keys: {walk}. The valid question is the last one.\n{answer}"
         return {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": answer}], "method": method}
     return None
 
