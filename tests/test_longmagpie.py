@@ -234,3 +234,21 @@ def test_p_mix_draws_short_spans_at_the_configured_rate(scripted, smol_tokenizer
             assert context == doc.text
     long_share = mixes.count("long") / len(mixes)
     assert 0.3 < long_share < 0.5  # 0.4 within about three standard deviations (n = 200)
+
+
+def test_a_cut_answer_is_asked_again_with_another_seed_and_then_rejected(scripted):
+    finishes = iter(["length", "stop"])
+
+    def cut_once(request):
+        return text("What does it encode?") if request.prompt is not None else text("It encodes objects.",
+                                                                                     next(finishes))
+
+    backend = scripted(cut_once)
+    (record,) = run(backend)
+    answers = [r for r in backend.history if r.prompt is None]
+    assert len(answers) == 2 and answers[0].seed != answers[1].seed and answers[0].messages == answers[1].messages
+    assert record.meta["answer_attempts"] == 2 and record.row["messages"][1]["content"] == "It encodes objects."
+    always_cut = scripted(two_turns("What does it encode?", "It encodes", "length"))
+    with pytest.raises(Reject, match="answer_truncated"):
+        run(always_cut, {"answer_attempts": 3})
+    assert sum(r.prompt is None for r in always_cut.history) == 3

@@ -23,9 +23,9 @@ def answers(short: str, long: str, questions: str = QUESTIONS):
     return reply
 
 
-def run(tmp_path, scripted, reply, name="run"):
+def run(tmp_path, scripted, reply, name="run", **params):
     docs = [render_module("json"), render_module("textwrap")]
-    spec = recipe(corpus(tmp_path, docs), methods=[{"name": "longpo", "chunk_tokens": 256}],
+    spec = recipe(corpus(tmp_path, docs), methods=[{"name": "longpo", "chunk_tokens": 256, **params}],
                   output={"name": name}, cache={"enabled": False})
     backend = scripted(reply)
     summary = asyncio.run(run_recipe(spec, backend, show_progress=False))
@@ -85,3 +85,38 @@ def test_bulleted_or_surplus_questions_are_read_and_statements_are_not(tmp_path,
     statements, _ = run(tmp_path, scripted, answers("a b", "c d", questions="* It parses.\n* It has options.\n"
                                                      "* It shows errors.\n* It returns values."), "statements")
     assert statements.rejects == {"wrong_question_count": 2}
+
+
+def test_fewer_questions_than_asked_still_serve_and_min_questions_can_ask_for_more(tmp_path, scripted):
+    two = "1: What does the module parse from text?\n2: Which options change its output?"
+    served, _ = run(tmp_path, scripted, answers("The span says it parses.", "The page says much.", questions=two),
+                    "two")
+    assert served.rejects == {} and len(read(served.run_dir / "dpo-00000.jsonl")) == 2
+    strict, _ = run(tmp_path, scripted, answers("a b", "c d", questions=two), "strict", min_questions=4)
+    assert strict.rejects == {"wrong_question_count": 2}
+    # each unit asked `attempts` (2) times for questions, with two seeds, before giving up
+    asks = [r for r in strict.requests if "write nothing else" in str(r.messages)]
+    assert len(asks) == 4 and len({r.seed for r in asks}) == 4
+
+
+def test_a_cut_answer_is_asked_again_with_another_seed(tmp_path, scripted):
+    seen = set()
+
+    def cut_first_short_answer(request):  # the first answer from each span is cut, the second is whole
+        messages = request.message_dicts()
+        if messages[-1]["content"].rstrip().endswith("write nothing else."):
+            return text(QUESTIONS)
+        if len(messages[0]["content"]) < 2000:
+            first = request.messages not in seen
+            seen.add(request.messages)
+            return text("The span says", "length") if first else text("The span says it parses.")
+        return text("The whole page lists many functions.")
+
+    summary, _ = run(tmp_path, scripted, cut_first_short_answer)
+    rows = read(summary.run_dir / "dpo-00000.jsonl")
+    assert summary.rejects == {} and len(rows) == 2
+    assert all(r["meta"]["attempts"] == {"chosen": 2, "rejected": 1} for r in rows)
+    assert all(r["chosen"][0]["content"] == "The span says it parses." for r in rows)
+    once, _ = run(tmp_path, scripted, lambda r: text("The span", "length") if "write nothing else" not in
+                  str(r.messages) else text(QUESTIONS), "once", attempts=1)
+    assert once.rejects == {"chosen_truncated": 2}

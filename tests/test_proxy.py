@@ -60,6 +60,29 @@ def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 60))
 
 
+async def start_and_ask(url: str, **options) -> str:
+    """Start a backend for `url` and send one chat request; its text."""
+    backend = backend_for(url, **options)
+    try:
+        await backend.start()
+        return (await backend.complete(CHAT)).text
+    finally:
+        await backend.aclose()
+
+
+async def start_and_fail(url: str, **options) -> tuple[BackendError, Reject]:
+    """Start a backend for `url` that cannot reach it: the start-up error and the request's reject."""
+    backend = backend_for(url, **options)
+    try:
+        with pytest.raises(BackendError) as start:
+            await backend.start()
+        with pytest.raises(Reject) as request:
+            await backend.complete(CHAT)
+    finally:
+        await backend.aclose()
+    return start.value, request.value
+
+
 # --- which route, at the unit level ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://127.3.4.5/v1", "http://localhost:8000/v1",
@@ -165,15 +188,9 @@ def test_a_host_only_the_proxy_can_resolve_is_reached_through_it(proxy_env):
 
 def test_without_the_proxy_the_host_fails_in_one_line_and_soon(proxy_env):
     async def test(fake, proxy):
-        backend = backend_for(f"http://llm.internal:{fake.port}/v1", max_retries=1, retry_backoff=0.01)
-        try:
-            with pytest.raises(BackendError) as start:
-                await backend.start()
-            with pytest.raises(Reject) as request:
-                await backend.complete(CHAT)
-        finally:
-            await backend.aclose()
-        return str(start.value), request.value, fake.arrivals, proxy.seen
+        start, request = await start_and_fail(f"http://llm.internal:{fake.port}/v1", max_retries=1,
+                                              retry_backoff=0.01)
+        return str(start), request, fake.arrivals, proxy.seen
 
     message, reject, arrivals, seen = with_proxy(test)
     assert re.fullmatch(r"cannot reach http://llm\.internal:\d+/v1/? \(is the server running\?\)", message)
@@ -220,12 +237,7 @@ def test_loopback_is_never_sent_to_the_proxy(proxy_env):
 def test_proxy_credentials_are_sent_and_kept_out_of_errors(proxy_env):
     async def test(fake, proxy, password):
         proxy_env(HTTP_PROXY=proxy.url.replace("://", f"://alice:{password}@"))
-        backend = backend_for(f"http://llm.internal:{fake.port}/v1", max_retries=0)
-        try:
-            await backend.start()
-            return (await backend.complete(CHAT)).text
-        finally:
-            await backend.aclose()
+        return await start_and_ask(f"http://llm.internal:{fake.port}/v1", max_retries=0)
 
     assert with_proxy(lambda fake, proxy: test(fake, proxy, "s3cret"), credentials="alice:s3cret") == "fine"
     with pytest.raises(BackendError) as refused:
@@ -243,12 +255,7 @@ def test_a_netrc_entry_does_not_clash_with_the_api_key(proxy_env, tmp_path, monk
 
     async def test(fake, proxy):
         proxy_env(HTTP_PROXY=proxy.url)
-        backend = backend_for(f"http://llm.internal:{fake.port}/v1", max_retries=0)
-        try:
-            await backend.start()
-            return (await backend.complete(CHAT)).text
-        finally:
-            await backend.aclose()
+        return await start_and_ask(f"http://llm.internal:{fake.port}/v1", max_retries=0)
 
     assert with_proxy(test) == "fine"
 

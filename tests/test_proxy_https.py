@@ -14,10 +14,9 @@ from aiohttp import web
 from fake_openai import FakeOpenAI
 from forward_proxy import ConnectProxy
 from test_http1 import ScriptedServer, ok
-from test_proxy import CHAT, backend_for, proxy_env, run  # noqa: F401 - `proxy_env` is a fixture
+from test_proxy import CHAT, backend_for, proxy_env, run, start_and_fail  # noqa: F401 - `proxy_env` is a fixture
 
 from lcsynth.backends.transport import ClientFault, open_client
-from lcsynth.errors import BackendError, Reject
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for certificates")
 
@@ -102,15 +101,8 @@ def test_a_refused_tunnel_fails_in_one_line_without_the_proxy_password(proxy_env
     async def main():
         async with ConnectProxy({}) as tunnel:  # resolves nothing: every CONNECT gets 502
             proxy_env(HTTPS_PROXY=tunnel.url.replace("://", "://alice:s3cret@"))
-            backend = backend_for("https://llm.internal/v1", max_retries=0)
-            try:
-                with pytest.raises(BackendError) as start:
-                    await backend.start()
-                with pytest.raises(Reject) as request:
-                    await backend.complete(CHAT)
-            finally:
-                await backend.aclose()
-            return str(start.value), request.value.detail, tunnel.seen
+            start, request = await start_and_fail("https://llm.internal/v1", max_retries=0)
+            return str(start), request.detail, tunnel.seen
 
     message, detail, seen = run(main())
     assert seen == ["CONNECT llm.internal:443"] * 2

@@ -29,37 +29,42 @@ def serving(port: int, process: subprocess.Popen) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_the_server_ends_with_the_command(signum):
+def start_serve_local() -> tuple[subprocess.Popen, int, int]:
+    """serve-local on a free port, once it answers: the command, its port and its one child (the server)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "lcsynth.cli", "serve-local", "--port", str(port),
                                 "--context-length", "512"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = None
     try:
         wait_until(lambda: serving(port, process), 90, "serve-local did not start")
         (server,) = children(process.pid)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    return process, port, server
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_the_server_ends_with_the_command(signum):
+    process, port, server = start_serve_local()
+    try:
         process.send_signal(signum)
         assert process.wait(timeout=30) == 128 + signum
         wait_until(lambda: not alive(server), 10, f"the server (pid {server}) outlived serve-local")
         wait_until(lambda: port_free(port), 10, f"port {port} still taken")
     finally:
         for pid in (process.pid, server):
-            if pid is not None and alive(pid):
+            if alive(pid):
                 subprocess.run(["kill", "-9", str(pid)], check=False)
         process.wait(timeout=10)
 
 
 def test_the_server_ends_when_the_command_is_killed():
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "lcsynth.cli", "serve-local", "--port", str(port),
-                                "--context-length", "512"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = None
+    process, _, server = start_serve_local()
     try:
-        wait_until(lambda: serving(port, process), 90, "serve-local did not start")
-        (server,) = children(process.pid)
         process.kill()
         process.wait(timeout=10)
         wait_until(lambda: not alive(server), 10, f"the server (pid {server}) outlived a killed serve-local")
     finally:
-        if server is not None and alive(server):
+        if alive(server):
             subprocess.run(["kill", "-9", str(server)], check=False)

@@ -7,6 +7,7 @@ user turn is self-written too (`turns`).
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from lcsynth.corpus.readers import Document
 from lcsynth.corpus.store import segment_counts, segment_text
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.methods.mixing import DOCUMENT_BANNER, mixed_documents, token_span
+from lcsynth.methods.mixing import DOCUMENT_BANNER, first_passing, mixed_documents, token_span
 from lcsynth.prompts.templates import RenderedPrompt, template_request
 from lcsynth.text.quality import copies_source, question_line, repeated_ngram_ratio
 
@@ -43,6 +44,8 @@ class LongMagpieParams(BaseModel):
     max_repetition: float = Field(default=0.5, gt=0, le=1)
     # a self-query that asks nothing usable is asked again with another seed, up to this many times in all
     query_attempts: int = Field(default=3, ge=1, le=16)
+    # an answer cut at answer_max_tokens, empty or looping is asked again with another seed, up to this many in all
+    answer_attempts: int = Field(default=2, ge=1, le=16)
     keep_truncated_answers: bool = False
     turns: int = Field(default=1, ge=1, le=16)
     documents: int = Field(default=1, ge=1, le=32)  # a context holds n ~ U{1..documents} documents
@@ -79,7 +82,7 @@ class LongMagpieMethod(Method):
         stop = ("\n",) if self.params.query_filter != "none" else ()
         turns: list[tuple[str, str]] = []
         answer_messages: list[dict[str, str]] = []
-        answer_tokens, attempts = 0, 1
+        answer_tokens, attempts, answer_attempts = 0, 1, 1
         for turn in range(self.params.turns):
             if turn:
                 query_seed, answer_seed = rng.randrange(2**31), rng.randrange(2**31)
@@ -96,10 +99,11 @@ class LongMagpieMethod(Method):
                 answer_messages = ctx.render(answer_template, document=text, query=query, meta=doc.meta).messages or []
             else:
                 answer_messages = [*answer_messages, {"role": "user", "content": query}]
-            answered = await ctx.complete(template_request(answer_template, RenderedPrompt(messages=answer_messages),
-                                                           answer_seed, self.params.answer_max_tokens,
-                                                           self.params.temperature))
-            answer = self.clean_answer(answered)
+            asked = RenderedPrompt(messages=answer_messages)
+            answer, answered, tries = await first_passing(
+                ctx, functools.partial(self.answer_request, answer_template, asked), answer_seed,
+                self.params.answer_attempts, self.clean_answer)
+            answer_attempts = max(answer_attempts, tries)
             ctx.check({"answer": answer}, answer_template.schema() or "longmagpie_answer", "invalid_answer")
             answer_messages = [*answer_messages, {"role": "assistant", "content": answer}]
             answer_tokens += answered.usage.completion_tokens
@@ -123,9 +127,14 @@ class LongMagpieMethod(Method):
             "answer_tokens": answer_tokens,
             **({"turns": len(turns)} if self.params.turns > 1 else {}),
             **({"query_attempts": attempts} if attempts > 1 else {}),
+            **({"answer_attempts": answer_attempts} if answer_attempts > 1 else {}),
             **layout,
         }
         return [Record(self.kind, {"messages": conversation}, meta)]
+
+    def answer_request(self, template: Any, asked: RenderedPrompt, seed: int) -> Any:
+        """The request for an answer to `asked` with `seed`."""
+        return template_request(template, asked, seed, self.params.answer_max_tokens, self.params.temperature)
 
     async def self_query(self, ctx: MethodContext, template: Any, prompt: str, seed: int, stop: tuple[str, ...],
                          document: str) -> tuple[str, Completion, int]:
@@ -133,16 +142,10 @@ class LongMagpieMethod(Method):
 
         Every attempt must pass the same checks (`clean_query`); the last attempt's reject is raised.
         """
-        for attempt in range(self.params.query_attempts):
-            raw = await ctx.complete(template_request(template, RenderedPrompt(prompt=prompt),
-                                                      (seed + attempt * 1_000_003) % 2**31,
-                                                      self.params.query_max_tokens, self.params.temperature, stop))
-            try:
-                return self.clean_query(raw.text, document), raw, attempt + 1
-            except Reject:
-                if attempt + 1 == self.params.query_attempts:
-                    raise
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return await first_passing(
+            ctx, lambda s: template_request(template, RenderedPrompt(prompt=prompt), s, self.params.query_max_tokens,
+                                            self.params.temperature, stop),
+            seed, self.params.query_attempts, lambda raw: self.clean_query(raw.text, document))
 
     def context(self, doc: Document, ctx: MethodContext, rng: random.Random) -> tuple[str, dict[str, object]]:
         """The text the model reads, and how it was laid out (for meta).

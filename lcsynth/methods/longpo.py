@@ -13,12 +13,13 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lcsynth.backends.base import Completion
 from lcsynth.config import TokenCount
 from lcsynth.corpus.readers import Document
 from lcsynth.corpus.store import segment_counts, segment_text
 from lcsynth.errors import Reject
 from lcsynth.methods.base import Method, MethodContext, Record
-from lcsynth.methods.mixing import checked_answer, token_span
+from lcsynth.methods.mixing import checked_answer, first_passing, token_span
 from lcsynth.prompts.templates import template_request
 
 _MARKUP_TOKENS = 64
@@ -47,6 +48,11 @@ class LongPOParams(BaseModel):
     answer_max_tokens: int = Field(default=1024, gt=0)
     temperature: float | None = Field(default=None, ge=0)
     max_repetition: float = Field(default=0.5, gt=0, le=1)
+    # one question is kept: a list shorter than `questions` still serves when it holds this many real ones
+    min_questions: int = Field(default=1, ge=1)
+    # a question list with too few questions, or an answer cut off, empty or looping, is asked again with
+    # another seed, up to this many times in all
+    attempts: int = Field(default=2, ge=1, le=16)
 
 
 def numbered_questions(text: str) -> list[str]:
@@ -74,6 +80,14 @@ class LongPOMethod(Method):
     Params = LongPOParams
     params: LongPOParams
 
+    def questions(self, written: Completion) -> list[str]:
+        """The numbered (or bulleted) questions of 3+ words in `written`, or a Reject when under `min_questions`."""
+        questions = [q for q in numbered_questions(written.text) if len(re.findall(r"[^\W\d_]{2,}", q)) >= 3]
+        if len(questions) < self.params.min_questions:
+            raise Reject("wrong_question_count", f"{len(questions)} questions of 3+ words, want at least "
+                         f"{self.params.min_questions} (of {self.params.questions} asked)", raw=written.text)
+        return questions
+
     def reserved_tokens(self) -> int:
         """Question and answer budgets plus chat markup."""
         return self.params.instruction_max_tokens + self.params.answer_max_tokens + _MARKUP_TOKENS
@@ -93,14 +107,11 @@ class LongPOMethod(Method):
         start = sum(counts[:first])
 
         asking = ctx.template(self.params.instruction_template)
-        written = await ctx.complete(template_request(
-            asking, ctx.render(asking, passage=chunk, count=self.params.questions, meta=doc.meta), rng.randrange(2**31),
-            self.params.instruction_max_tokens, self.params.temperature))
-        questions = [q for q in numbered_questions(written.text) if len(re.findall(r"[^\W\d_]{2,}", q)) >= 3]
-        if len(questions) < self.params.questions:
-            raise Reject("wrong_question_count", f"{len(questions)} numbered questions of 3+ words, "
-                         f"want {self.params.questions}",
-                         raw=written.text)
+        asked = ctx.render(asking, passage=chunk, count=self.params.questions, meta=doc.meta)
+        questions, written, _ = await first_passing(
+            ctx, lambda s: template_request(asking, asked, s, self.params.instruction_max_tokens,
+                                            self.params.temperature),
+            rng.randrange(2**31), self.params.attempts, self.questions)
         question = rng.choice(questions[: self.params.questions])  # extra questions are surplus, not a fault
         if question[1:2].islower():  # "What is…" reads on after the lead-in as "what is…"
             question = question[0].lower() + question[1:]
@@ -110,13 +121,15 @@ class LongPOMethod(Method):
         answering = ctx.template(self.params.answer_template)
         short = ctx.render(answering, document=chunk, instruction=instruction, meta=doc.meta)
         long = ctx.render(answering, document=doc.text, instruction=instruction, meta=doc.meta)
-        answer_seed = rng.randrange(2**31)  # the same seed for both: only the context differs
-        from_span = await ctx.complete(template_request(
-            answering, short, answer_seed, self.params.answer_max_tokens, self.params.temperature))
-        chosen = checked_answer(from_span, "chosen", self.params.max_repetition)
-        from_document = await ctx.complete(template_request(
-            answering, long, answer_seed, self.params.answer_max_tokens, self.params.temperature))
-        rejected = checked_answer(from_document, "rejected", self.params.max_repetition)
+        answer_seed = rng.randrange(2**31)  # the same first seed for both: only the context differs
+        chosen, from_span, chosen_tries = await first_passing(
+            ctx, lambda s: template_request(answering, short, s, self.params.answer_max_tokens,
+                                            self.params.temperature),
+            answer_seed, self.params.attempts, lambda c: checked_answer(c, "chosen", self.params.max_repetition))
+        rejected, from_document, rejected_tries = await first_passing(
+            ctx, lambda s: template_request(answering, long, s, self.params.answer_max_tokens,
+                                            self.params.temperature),
+            answer_seed, self.params.attempts, lambda c: checked_answer(c, "rejected", self.params.max_repetition))
         if " ".join(chosen.split()) == " ".join(rejected.split()):
             raise Reject("identical_answers", raw=chosen)
         meta = {
@@ -126,6 +139,8 @@ class LongPOMethod(Method):
             "question": instruction, "prompt_tokens": from_document.usage.prompt_tokens,
             "chosen_tokens": from_span.usage.completion_tokens,
             "rejected_tokens": from_document.usage.completion_tokens,
+            **({"attempts": {"chosen": chosen_tries, "rejected": rejected_tries}}
+               if max(chosen_tries, rejected_tries) > 1 else {}),
         }
         row = {"prompt": long.messages, "chosen": [{"role": "assistant", "content": chosen}],
                "rejected": [{"role": "assistant", "content": rejected}], "short_prompt": short.messages}

@@ -1,16 +1,17 @@
-"""What the LLM-driven methods share: spans, companion documents, answer checks.
+"""What the LLM-driven methods share: spans, companion documents, answer checks, retries with a new seed.
 
-A token-bounded span of a document, other documents for multi-document contexts, and the checks every
-generated answer goes through.
+A token-bounded span of a document, other documents for multi-document contexts, the checks every
+generated answer goes through, and asking again with another seed when an output fails them.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
-from lcsynth.backends.base import Completion
+from lcsynth.backends.base import Completion, Request
 from lcsynth.corpus.readers import Document
 from lcsynth.corpus.store import StoredDoc, TokenStore
 from lcsynth.errors import Reject
@@ -18,6 +19,27 @@ from lcsynth.text.quality import repeated_ngram_ratio
 
 if TYPE_CHECKING:
     from lcsynth.methods.base import MethodContext
+
+T = TypeVar("T")
+SEED_STRIDE = 1_000_003  # attempt k of a request uses seed + k * SEED_STRIDE
+
+
+async def first_passing(ctx: MethodContext, request_for: Callable[[int], Request], seed: int, attempts: int,
+                        check: Callable[[Completion], T]) -> tuple[T, Completion, int]:
+    """Ask until `check` passes, at most `attempts` times, each time with another seed.
+
+    Returns what `check` made of the passing completion, the completion and the attempts it took; the last
+    attempt's Reject is raised. Seeds are derived from `seed`, so a rerun asks (and the cache answers) the same.
+    """
+    for attempt in range(attempts):
+        completion = await ctx.complete(request_for((seed + attempt * SEED_STRIDE) % 2**31))
+        try:
+            return check(completion), completion, attempt + 1
+        except Reject:
+            if attempt + 1 == attempts:
+                raise
+    raise ValueError("attempts must be at least 1")
+
 
 # LongMagpie's multi-document contexts separate documents with one fixed banner line.
 DOCUMENT_BANNER = "\n\n==================== next document ====================\n\n"
