@@ -22,7 +22,7 @@ METHODS = [
     {"name": "untie_knots", "lengths": {"targets": ["4k"]}, "chunks": {2: 0.5, 3: 0.5}, "tracing_rows": 1},
     {"name": "nextlong", "lengths": {"targets": ["16k"]}},
     {"name": "keychain", "lengths": {"targets": ["4k"]}, "max_items": 3},
-    {"name": "longpo", "chunk_tokens": 256, "questions": 2, "answer_max_tokens": 64},
+    {"name": "longpo", "chunk_tokens": 256, "questions": 2, "min_questions": 2, "answer_max_tokens": 64},
 ]
 
 
