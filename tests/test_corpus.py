@@ -109,3 +109,23 @@ def test_demo_corpus_is_the_same_in_every_process():
     first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
                      for _ in range(2))
     assert first == second and "fallback=<object object>" in first and " at 0x" not in first
+
+
+def test_the_demo_corpus_ignores_what_the_process_patched(monkeypatch):
+    """Imported packages may patch the standard library (one replaces inspect.getfile); pydoc would print the
+    patch, so the pages are rendered by a clean interpreter and read the same whatever this process did."""
+    import inspect
+
+    from lcsynth.corpus import demo
+
+    before = demo.render_module("inspect")
+
+    def _patched_getfile(obj):  # as such a package installs it
+        return "somewhere"
+
+    monkeypatch.setattr(inspect, "getfile", _patched_getfile)
+    demo._pages.cache_clear()
+    after = demo.render_module("inspect")
+    assert after == before and "_patched_getfile" not in after and "getfile(object)" in after
+    with pytest.raises(ImportError):
+        demo.render_module("no_such_module_here")

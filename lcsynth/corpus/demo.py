@@ -1,11 +1,16 @@
-"""The demo corpus: plain-text pydoc pages of standard-library modules, present on every machine."""
+"""The demo corpus: plain-text pydoc pages of standard-library modules, present on every machine.
+
+The pages are rendered by a fresh interpreter in isolated mode (`python -I -S`), not in the calling process:
+packages a process has imported may patch the standard library (one replaces `inspect.getfile`), and pydoc
+would print the patch, so the same recipe would read other text after, say, torch was imported.
+"""
 
 from __future__ import annotations
 
-import importlib
+import functools
 import json
-import pydoc
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,22 +39,51 @@ _DATA_SECTION = re.compile(r"\nDATA\n    .*?(?=\n\S|\Z)", re.S)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
-def render_module(name: str) -> str:
-    """Render one module's documentation as plain text, without machine paths or the process's own state."""
-    module = importlib.import_module(name)
-    text = pydoc.render_doc(module, title="Python Library Documentation: %s", renderer=pydoc.plaintext)
+# Run by a clean interpreter: each module's pydoc page, or null where the module cannot be imported; ASCII JSON.
+_RENDER = """
+import importlib, json, pydoc, sys
+pages = {}
+for name in sys.argv[1:]:
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        pages[name] = None
+        continue
+    pages[name] = pydoc.render_doc(module, title="Python Library Documentation: %s", renderer=pydoc.plaintext)
+sys.stdout.write(json.dumps(pages))
+"""
+
+
+@functools.lru_cache(maxsize=16)
+def _pages(modules: tuple[str, ...]) -> dict[str, str | None]:
+    """The raw pydoc pages of `modules`, rendered by a fresh isolated interpreter (once per process)."""
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", _RENDER, *modules], capture_output=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"rendering the demo corpus failed: {done.stderr.decode(errors='replace')[-400:]}")
+    return json.loads(done.stdout)
+
+
+def _cleaned(text: str) -> str:
+    """A page without machine paths or the process's own state."""
     return _ADDRESS.sub("", _DATA_SECTION.sub("", _FILE_SECTION.sub("", text))).strip() + "\n"
 
 
+def render_module(name: str) -> str:
+    """Render one module's documentation as plain text, without machine paths or the process's own state."""
+    page = _pages((name,))[name]
+    if page is None:
+        raise ImportError(f"the standard library here has no module {name}")
+    return _cleaned(page)
+
+
 def iter_demo_documents(modules: tuple[str, ...] = DEMO_MODULES) -> Iterator[Document]:
-    """Yield one document per module, in the fixed order of `modules`."""
+    """Yield one document per module, in the fixed order of `modules` (one a Python lacks, e.g. ssl, is skipped)."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    pages = _pages(tuple(modules))
     for name in modules:
-        try:
-            text = render_module(name)
-        except ImportError:  # a Python built without e.g. ssl or sqlite3
-            continue
-        yield Document(f"pydoc:{name}", text, {"source": "pydoc", "module": name, "python": version})
+        if pages.get(name) is not None:
+            yield Document(f"pydoc:{name}", _cleaned(pages[name]), {"source": "pydoc", "module": name,
+                                                                      "python": version})
 
 
 def write_demo_corpus(out_dir: str | Path) -> Path:
