@@ -100,10 +100,13 @@ def corpus_chunks(texts: Iterable[str], lengths: Sequence[int], count: Counter_,
         piece = joined[at : at + chars]
         at += chars
         out.append({"text": piece})
-    measured = count([r["text"] for r in out]) if out else []
-    for row, want, got in zip(out, lengths, measured, strict=True):  # cut to the length where the ratio overshot
-        if got > want:
-            row["text"] = row["text"][: int(len(row["text"]) * want / got)]
+    for _ in range(4):  # cut rows where the ratio overshot, until each fits (a cut can re-merge a token or two)
+        measured = count([r["text"] for r in out]) if out else []
+        over = [(row, want, got) for row, want, got in zip(out, lengths, measured, strict=True) if got > want]
+        for row, want, got in over:
+            row["text"] = row["text"][: int(len(row["text"]) * want / got) - 1]
+        if not over:
+            break
     return out
 
 
