@@ -81,3 +81,25 @@ def test_vllm_on_gpu_chat_raw_structured_batched_and_scored():
     # prompt log-probs: the repeated half is far better predicted with the first half in view
     assert len(long) == len(short) == 200 and all(v <= 0 for v in long)
     assert sum(long) / 200 - sum(short) / 200 > 1.0
+
+
+def test_a_prompt_sent_again_is_encoded_once_and_each_caller_gets_its_own_ids():
+    from types import SimpleNamespace
+
+    from lcsynth.backends.vllm import prompt_encoder
+
+    calls = []
+
+    def encode(text, add_special_tokens):
+        calls.append(text)
+        assert add_special_tokens is False
+        return [len(word) for word in text.split()]
+
+    encode_prompt = prompt_encoder(SimpleNamespace(hf=SimpleNamespace(encode=encode)), remembered=2)
+    first, again = encode_prompt("a long document"), encode_prompt("a long document")
+    assert first == again == [1, 4, 8] and calls == ["a long document"]
+    first.append(99)  # a caller changing its list does not change what the next one gets
+    assert encode_prompt("a long document") == [1, 4, 8]
+    encode_prompt("b"), encode_prompt("c")  # the oldest of more than `remembered` texts is forgotten
+    encode_prompt("a long document")
+    assert calls == ["a long document", "b", "c", "a long document"]
