@@ -87,6 +87,7 @@ def test_a_prompt_sent_again_is_encoded_once_and_each_caller_gets_its_own_ids():
     from types import SimpleNamespace
 
     from lcsynth.backends.vllm import prompt_encoder
+    from lcsynth.text.tokens import HFTokenizer
 
     calls = []
 
@@ -95,7 +96,9 @@ def test_a_prompt_sent_again_is_encoded_once_and_each_caller_gets_its_own_ids():
         assert add_special_tokens is False
         return [len(word) for word in text.split()]
 
-    encode_prompt = prompt_encoder(SimpleNamespace(hf=SimpleNamespace(encode=encode)), remembered=2)
+    tokenizer = HFTokenizer.__new__(HFTokenizer)  # its own encode, over a fake transformers tokenizer
+    tokenizer.hf = SimpleNamespace(encode=encode)
+    encode_prompt = prompt_encoder(tokenizer, remembered=2)
     first, again = encode_prompt("a long document"), encode_prompt("a long document")
     assert first == again == [1, 4, 8] and calls == ["a long document"]
     first.append(99)  # a caller changing its list does not change what the next one gets

@@ -57,7 +57,7 @@ def prompt_encoder(tokenizer: HFTokenizer, remembered: int = 256) -> Callable[[s
     """
     @functools.lru_cache(maxsize=remembered)
     def ids(text: str) -> tuple[int, ...]:
-        return tuple(tokenizer.hf.encode(text, add_special_tokens=False))
+        return tuple(tokenizer.encode(text))
 
     return lambda text: list(ids(text))
 
