@@ -100,13 +100,15 @@ def corpus_chunks(texts: Iterable[str], lengths: Sequence[int], count: Counter_,
         piece = joined[at : at + chars]
         at += chars
         out.append({"text": piece})
+    measured = count([r["text"] for r in out]) if out else []
+    over = [(row, want, got) for row, want, got in zip(out, lengths, measured, strict=True) if got > want]
     for _ in range(4):  # cut rows where the ratio overshot, until each fits (a cut can re-merge a token or two)
-        measured = count([r["text"] for r in out]) if out else []
-        over = [(row, want, got) for row, want, got in zip(out, lengths, measured, strict=True) if got > want]
-        for row, want, got in over:
-            row["text"] = row["text"][: int(len(row["text"]) * want / got) - 1]
         if not over:
             break
+        for row, want, got in over:
+            row["text"] = row["text"][: int(len(row["text"]) * want / got) - 1]
+        recounted = count([row["text"] for row, _, _ in over])
+        over = [(row, want, got) for (row, want, _), got in zip(over, recounted, strict=True) if got > want]
     return out
 
 
